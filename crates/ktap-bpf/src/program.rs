@@ -1,0 +1,310 @@
+//! The compiled program: per probe its event, instructions and a source span per instruction;
+//! the maps; the output formats; the userspace blocks. Plain data, read by every consumer.
+
+use crate::insn::{Endian, Insn};
+
+/// The architecture a program is compiled for. Byte order and word size are explicit so a host
+/// can compile for a board of another kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+    Arm,
+    Mips,
+    Mips64,
+    Powerpc,
+    Powerpc64,
+}
+
+/// Everything about the machine that changes the bytes a program is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub arch: Arch,
+    pub endian: Endian,
+    /// Bytes in a pointer and a C `long`: 4 or 8.
+    pub word_size: u8,
+}
+
+impl Target {
+    /// The target this binary was built for.
+    pub const fn host() -> Target {
+        let arch = if cfg!(target_arch = "x86_64") {
+            Arch::X86_64
+        } else if cfg!(target_arch = "aarch64") {
+            Arch::Aarch64
+        } else if cfg!(target_arch = "arm") {
+            Arch::Arm
+        } else if cfg!(target_arch = "mips") {
+            Arch::Mips
+        } else if cfg!(target_arch = "mips64") {
+            Arch::Mips64
+        } else if cfg!(target_arch = "powerpc") {
+            Arch::Powerpc
+        } else {
+            Arch::Powerpc64
+        };
+        Target {
+            arch,
+            endian: Endian::host(),
+            word_size: if cfg!(target_pointer_width = "64") {
+                8
+            } else {
+                4
+            },
+        }
+    }
+
+    /// The target called `name` (the names `make dist` uses), if ktap knows it.
+    pub fn by_name(name: &str) -> Option<Target> {
+        let (arch, endian, word_size) = match name {
+            "x86_64" => (Arch::X86_64, Endian::Little, 8),
+            "aarch64" | "arm64" => (Arch::Aarch64, Endian::Little, 8),
+            "armv7" | "arm" => (Arch::Arm, Endian::Little, 4),
+            "mips" => (Arch::Mips, Endian::Big, 4),
+            "mipsel" => (Arch::Mips, Endian::Little, 4),
+            "mips64el" => (Arch::Mips64, Endian::Little, 8),
+            "mips64" => (Arch::Mips64, Endian::Big, 8),
+            "powerpc" => (Arch::Powerpc, Endian::Big, 4),
+            "powerpc64" => (Arch::Powerpc64, Endian::Big, 8),
+            "powerpc64le" => (Arch::Powerpc64, Endian::Little, 8),
+            _ => return None,
+        };
+        Some(Target {
+            arch,
+            endian,
+            word_size,
+        })
+    }
+}
+
+/// A byte range in the script's source text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Span {
+    pub const fn new(lo: u32, hi: u32) -> Span {
+        Span { lo, hi }
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+}
+
+/// The script a program was compiled from, so every consumer can point at a line.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    /// 1-based line and column (in characters) of byte offset `pos`.
+    pub fn line_col(&self, pos: u32) -> (usize, usize) {
+        let pos = (pos as usize).min(self.text.len());
+        let before = &self.text[..pos];
+        let line = before.matches('\n').count() + 1;
+        let start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, before[start..].chars().count() + 1)
+    }
+    /// The text of 1-based line `line`, without its newline.
+    pub fn line_text(&self, line: usize) -> &str {
+        self.text.lines().nth(line.saturating_sub(1)).unwrap_or("")
+    }
+}
+
+/// A straight sequence of instructions with the source span each came from.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Function {
+    pub insns: Vec<Insn>,
+    /// `spans[i]` is the script text instruction `i` implements (same length as `insns`).
+    pub spans: Vec<Span>,
+}
+
+/// What a kernel-side program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A tracepoint, `category:name`; the context is the raw tracepoint record.
+    Tracepoint { category: String, name: String },
+    /// A software cpu-clock perf event on every CPU; the context is `bpf_perf_event_data`.
+    Profile { period_ns: u64 },
+}
+
+/// One program that runs in the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// What `probename` gives inside the block, e.g. `sys_enter_openat`.
+    pub name: String,
+    pub event: Event,
+    pub func: Function,
+    /// Where the probe block is in the script.
+    pub span: Span,
+}
+
+/// A block that runs in ktap's process, in the VM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserBlock {
+    pub when: When,
+    pub func: Function,
+    pub span: Span,
+}
+
+/// When a userspace block runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Once, before tracing starts: the script's top-level statements.
+    Begin,
+    /// Every `period_ns` while tracing.
+    Tick { period_ns: u64 },
+    /// Once, when tracing stops.
+    End,
+}
+
+/// Kinds of BPF map ktap uses (values are the kernel's `bpf_map_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    Hash = 1,
+    Array = 2,
+    PerfEventArray = 4,
+    PercpuHash = 5,
+    PercpuArray = 6,
+}
+
+/// What a map is for, so output and cleanup know how to read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapRole {
+    /// A script table.
+    Table,
+    /// The script's global variables, one array entry laid out by the compiler.
+    Globals,
+    /// The perf buffer that carries output records to userspace.
+    Output,
+    /// Per-CPU scratch memory for values too big for the stack.
+    Scratch,
+    /// Per-CPU counters, one slot per table, of updates dropped because a table was full.
+    Drops,
+}
+
+/// A value's type as stored in a map key, map value or output record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    /// A signed 64-bit number, in the target's byte order.
+    Int,
+    /// A NUL-padded string buffer of this many bytes.
+    Str(u32),
+    /// A 64-bit 0 or 1.
+    Bool,
+    /// Nothing (8 bytes, ignored): `nil` printed.
+    Nil,
+}
+
+impl ValueType {
+    pub const fn size(self) -> u32 {
+        match self {
+            ValueType::Str(n) => n,
+            _ => 8,
+        }
+    }
+}
+
+/// One BPF map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapDef {
+    /// The script's name for it (the table variable), or the role's name.
+    pub name: String,
+    pub kind: MapKind,
+    pub role: MapRole,
+    pub key: ValueType,
+    pub value: ValueType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    /// Where the script declares it.
+    pub span: Span,
+}
+
+/// A value inside an output record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// Byte offset from the start of the record (the format id occupies bytes 0..8).
+    pub offset: u32,
+    pub ty: ValueType,
+}
+
+/// What userspace does with an output record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `print(...)`: the fields separated by a TAB, then a newline.
+    Print,
+    /// `printf(fmt, ...)` with the format string.
+    Printf(String),
+    /// `print_hist(t [, n])`: the table's bar chart; the optional field is `n`.
+    PrintHist { map: u32 },
+    /// `delete(t)` from a probe: userspace empties the table.
+    Clear { map: u32 },
+    /// `exit([code])`: stop tracing; the optional field is the code.
+    Exit,
+}
+
+/// One output format; records start with its index as a u64 in the target's byte order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Format {
+    pub action: Action,
+    pub fields: Vec<Field>,
+    /// The record's size in bytes, format id included.
+    pub size: u32,
+    pub span: Span,
+}
+
+/// Bytes at the start of every output record holding the format id.
+pub const RECORD_HEADER: u32 = 8;
+
+/// A compiled script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    pub target: Target,
+    pub source: Source,
+    pub maps: Vec<MapDef>,
+    pub formats: Vec<Format>,
+    pub probes: Vec<Probe>,
+    pub user: Vec<UserBlock>,
+}
+
+impl Program {
+    /// The index of the map with role `role`, if the program has one.
+    pub fn map_with_role(&self, role: MapRole) -> Option<u32> {
+        self.maps
+            .iter()
+            .position(|m| m.role == role)
+            .map(|i| i as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let s = Source {
+            name: "t.kp".into(),
+            text: "a\nbc d\n".into(),
+        };
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(5), (2, 4));
+        assert_eq!(s.line_text(2), "bc d");
+    }
+
+    #[test]
+    fn targets_by_name() {
+        let m = Target::by_name("mips").unwrap();
+        assert_eq!((m.endian, m.word_size), (Endian::Big, 4));
+        assert!(Target::by_name("vax").is_none());
+    }
+}
