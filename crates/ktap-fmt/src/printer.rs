@@ -1,0 +1,250 @@
+//! The record printer: one output record in, its text written out, and what the caller must do
+//! next (go on, stop, or empty a table).
+
+use std::fmt;
+use std::io::{self, Write};
+
+use ktap_bpf::{Action, Endian, Format, Program, ValueType, RECORD_HEADER};
+
+use crate::hist::{write_hist, DEFAULT_TOP};
+use crate::printf::{self, Piece, PrintfError};
+use crate::{decode, word, Symbolizer, Value};
+
+/// What the caller does after a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing more: the record's text, if any, has been written.
+    Continue,
+    /// `exit(code)`: stop tracing, run `trace_end`, exit with this code.
+    Exit(i64),
+    /// `delete(t)` from a probe: empty map number `.0` of the program.
+    Clear(u32),
+}
+
+/// Read access to the program's tables, for `print_hist`.
+pub trait MapSource {
+    /// Every entry of map `map` (an index into [`Program::maps`]) as key and value bytes, in the
+    /// target's byte order.
+    fn entries(&mut self, map: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+/// A record that cannot be printed. Each comes from a bug in whatever produced the record, not
+/// from the script, so the message says what is wrong with the record.
+#[derive(Debug)]
+pub enum FmtError {
+    /// Shorter than the format id that starts every record.
+    NoHeader { len: usize },
+    /// Shorter than its format's fields need.
+    Truncated { format: u64, len: usize, need: u64 },
+    /// The format id is not one of the program's formats.
+    UnknownFormat { format: u64, formats: usize },
+    /// The format names a map the program does not have.
+    UnknownMap { format: u64, map: u32, maps: usize },
+    /// `print_hist` of a table whose values are not numbers.
+    NotNumbers { format: u64, map: String },
+    /// The printf format string does not parse (the compiler checks it, so the program is bad).
+    Printf { format: u64, error: PrintfError },
+    /// Writing the text failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for FmtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FmtError::NoHeader { len } => write!(
+                f,
+                "output record of {len} bytes is shorter than its {RECORD_HEADER}-byte format id"
+            ),
+            FmtError::Truncated { format, len, need } => write!(
+                f,
+                "output record of format {format} is truncated: {len} bytes, {need} needed"
+            ),
+            FmtError::UnknownFormat { format, formats } => write!(
+                f,
+                "output record names format {format}, but the program has {formats} formats"
+            ),
+            FmtError::UnknownMap { format, map, maps } => write!(
+                f,
+                "output format {format} names map {map}, but the program has {maps} maps"
+            ),
+            FmtError::NotNumbers { format, map } => write!(
+                f,
+                "output format {format}: print_hist({map}) needs a table whose values are numbers"
+            ),
+            FmtError::Printf { format, error } => write!(
+                f,
+                "output format {format}: bad printf format at byte {}: {}",
+                error.offset, error.message
+            ),
+            FmtError::Io(e) => write!(f, "writing output: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FmtError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FmtError::Printf { error, .. } => Some(error),
+            FmtError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for FmtError {
+    fn from(e: io::Error) -> FmtError {
+        FmtError::Io(e)
+    }
+}
+
+/// Turns output records into text. It keeps each printf format parsed, so a busy probe costs one
+/// parse per format, not one per record.
+pub struct Printer<S> {
+    sym: S,
+    /// `parsed[i]` is format `i`'s printf string with its pieces. The string is kept so that a
+    /// record of another program with the same index is parsed afresh, not misprinted.
+    parsed: Vec<Option<(String, Vec<Piece>)>>,
+}
+
+impl<S: Symbolizer> Printer<S> {
+    /// A printer that names `%p` addresses with `sym`.
+    pub fn new(sym: S) -> Printer<S> {
+        Printer {
+            sym,
+            parsed: Vec::new(),
+        }
+    }
+
+    /// Prints one record of `prog` to `out`. The text of a record is written with one call, so
+    /// records from several sources never interleave mid-line.
+    pub fn handle(
+        &mut self,
+        record: &[u8],
+        prog: &Program,
+        maps: &mut dyn MapSource,
+        out: &mut dyn Write,
+    ) -> Result<Outcome, FmtError> {
+        let endian = prog.target.endian;
+        let header = record
+            .get(..RECORD_HEADER as usize)
+            .ok_or(FmtError::NoHeader { len: record.len() })?;
+        let id = word(header, endian);
+        let index = usize::try_from(id).map_err(|_| unknown_format(id, prog))?;
+        let format = prog
+            .formats
+            .get(index)
+            .ok_or_else(|| unknown_format(id, prog))?;
+        let args = fields(record, format, id, endian)?;
+        let mut text = Vec::new();
+        let outcome = match &format.action {
+            Action::Print => {
+                for (i, v) in args.iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'\t');
+                    }
+                    text.extend_from_slice(&v.text());
+                }
+                text.push(b'\n');
+                Outcome::Continue
+            }
+            Action::Printf(fmt) => {
+                let pieces = parsed(&mut self.parsed, index, fmt)
+                    .map_err(|error| FmtError::Printf { format: id, error })?;
+                printf::format_into(pieces, &args, &self.sym, &mut text);
+                Outcome::Continue
+            }
+            Action::PrintHist { map } => {
+                let def = map_def(prog, id, *map)?;
+                if def.value != ValueType::Int {
+                    return Err(FmtError::NotNumbers {
+                        format: id,
+                        map: def.name.clone(),
+                    });
+                }
+                let entries: Vec<(Value, i64)> = maps
+                    .entries(*map)
+                    .iter()
+                    .map(|(k, v)| (decode(k, def.key, endian), word(v, endian) as i64))
+                    .collect();
+                let n = match args.first() {
+                    // A negative count shows no rows, as a count of zero does.
+                    Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+                    _ => DEFAULT_TOP,
+                };
+                write_hist(&entries, n, &mut text);
+                Outcome::Continue
+            }
+            Action::Clear { map } => {
+                map_def(prog, id, *map)?;
+                Outcome::Clear(*map)
+            }
+            Action::Exit => match args.first() {
+                Some(Value::Int(code)) => Outcome::Exit(*code),
+                _ => Outcome::Exit(0),
+            },
+        };
+        if !text.is_empty() {
+            out.write_all(&text)?;
+        }
+        Ok(outcome)
+    }
+}
+
+/// Format `index`'s parsed pieces, parsing `fmt` the first time it is seen there.
+fn parsed<'a>(
+    cache: &'a mut Vec<Option<(String, Vec<Piece>)>>,
+    index: usize,
+    fmt: &str,
+) -> Result<&'a [Piece], PrintfError> {
+    if cache.len() <= index {
+        cache.resize(index + 1, None);
+    }
+    let slot = &mut cache[index];
+    if !matches!(slot, Some((s, _)) if s == fmt) {
+        *slot = Some((fmt.to_string(), printf::parse(fmt)?));
+    }
+    Ok(slot.as_ref().map_or(&[], |(_, p)| p.as_slice()))
+}
+
+fn unknown_format(id: u64, prog: &Program) -> FmtError {
+    FmtError::UnknownFormat {
+        format: id,
+        formats: prog.formats.len(),
+    }
+}
+
+/// The map a format names, checked against the program.
+fn map_def(prog: &Program, format: u64, map: u32) -> Result<&ktap_bpf::MapDef, FmtError> {
+    prog.maps.get(map as usize).ok_or(FmtError::UnknownMap {
+        format,
+        map,
+        maps: prog.maps.len(),
+    })
+}
+
+/// The record's field values, after checking that the record holds every one of them.
+fn fields(record: &[u8], format: &Format, id: u64, endian: Endian) -> Result<Vec<Value>, FmtError> {
+    let need = format
+        .fields
+        .iter()
+        .map(|f| u64::from(f.offset) + u64::from(f.ty.size()))
+        .fold(u64::from(format.size), u64::max);
+    if (record.len() as u64) < need {
+        return Err(FmtError::Truncated {
+            format: id,
+            len: record.len(),
+            need,
+        });
+    }
+    Ok(format
+        .fields
+        .iter()
+        .map(|f| {
+            decode(
+                record.get(f.offset as usize..).unwrap_or_default(),
+                f.ty,
+                endian,
+            )
+        })
+        .collect())
+}
