@@ -1,0 +1,1404 @@
+//! Name resolution and static type inference over the whole script.
+//!
+//! ktap scripts look dynamically typed; the compiler gives every variable, table key and table
+//! value one static type by joining everything assigned to it, iterating until nothing changes
+//! (a table written in one probe and read in another gets the same type in both). Functions are
+//! monomorphic: a parameter's type joins the arguments of every call. Strings carry a capacity
+//! that grows to the largest string stored, up to the configured maximum. Errors are only
+//! reported on a last pass over the settled types, so their order follows the source.
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+use ktap_bpf::kernel::{Kernel, TpField, TpFormat};
+use ktap_bpf::Span;
+use std::collections::{HashMap, HashSet};
+
+/// A static type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ty {
+    /// Nothing known yet (a variable only ever read, or declared without a value).
+    Unknown,
+    Nil,
+    Bool,
+    Num,
+    /// A string buffer of this capacity in bytes (terminating NUL included).
+    Str(u32),
+    /// A table (a BPF map), by index into [`Typed::tables`].
+    Table(u32),
+}
+
+impl Ty {
+    /// What a user reads in a message.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Ty::Unknown => "an unknown value",
+            Ty::Nil => "nil",
+            Ty::Bool => "a boolean",
+            Ty::Num => "a number",
+            Ty::Str(_) => "a string",
+            Ty::Table(_) => "a table",
+        }
+    }
+}
+
+/// The least type holding both, or `None` when no single representation serves both.
+pub fn join(a: Ty, b: Ty) -> Option<Ty> {
+    match (a, b) {
+        (Ty::Unknown, x) | (x, Ty::Unknown) | (Ty::Nil, x) | (x, Ty::Nil) => Some(x),
+        (Ty::Str(x), Ty::Str(y)) => Some(Ty::Str(x.max(y))),
+        (x, y) if x == y => Some(x),
+        _ => None,
+    }
+}
+
+/// A place whose type is the join of everything stored there, and where that type was first set.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot {
+    pub ty: Ty,
+    pub origin: Span,
+}
+
+impl Default for Slot {
+    fn default() -> Slot {
+        Slot {
+            ty: Ty::Unknown,
+            origin: Span::default(),
+        }
+    }
+}
+
+/// A script table.
+#[derive(Clone, Debug)]
+pub struct TableInfo {
+    pub name: String,
+    pub span: Span,
+    pub key: Slot,
+    pub value: Slot,
+    pub capacity: u32,
+}
+
+/// A global variable (top-level `var`, or a name assigned without `var`).
+#[derive(Clone, Debug)]
+pub struct GlobalInfo {
+    pub name: String,
+    pub span: Span,
+    pub slot: Slot,
+}
+
+/// A variable declared with `var`, a parameter, or a loop variable.
+pub type VarId = u32;
+pub type FuncId = u32;
+
+/// Built-in variables, valid inside probe blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuiltinVar {
+    Execname,
+    Pid,
+    Tid,
+    Uid,
+    Cpu,
+    Probename,
+    Argstr,
+    /// `arg0` .. `arg9`.
+    Arg(u8),
+}
+
+/// What a name in an expression refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    Local(VarId),
+    Global(u32),
+    Var(BuiltinVar),
+    /// `arg`, the script's command-line arguments (`arg[0]` is the script name).
+    ScriptArgs,
+    /// `args`, the tracepoint's fields by name (`args.FIELD`).
+    Args,
+    Func(FuncId),
+    /// A built-in function, by its name (`print`, `ansi.set_color`, ...).
+    Builtin(&'static str),
+}
+
+/// Built-in functions ktap knows, supported or not yet, so a script gets a precise message.
+pub const BUILTIN_FUNCS: &[&str] = &[
+    "ansi.clear_screen",
+    "ansi.new_line",
+    "ansi.reset_color",
+    "ansi.set_color",
+    "ansi.set_color2",
+    "ansi.set_color3",
+    "arch",
+    "avg",
+    "count",
+    "curr_taskinfo",
+    "delete",
+    "exit",
+    "gettimeofday_ms",
+    "gettimeofday_ns",
+    "gettimeofday_s",
+    "gettimeofday_us",
+    "hist",
+    "in_interrupt",
+    "in_iowait",
+    "ipof",
+    "kernel_string",
+    "kernel_v",
+    "len",
+    "max",
+    "min",
+    "net.format_ip_addr",
+    "net.ip_sock_daddr",
+    "net.ip_sock_saddr",
+    "num_cpus",
+    "pairs",
+    "print",
+    "print_hist",
+    "print_trace_clock",
+    "printf",
+    "stack",
+    "stringof",
+    "sum",
+    "table.new",
+    "user_string",
+    "ustack",
+];
+
+/// Where a block of code runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// In the kernel, as a probe: loops must be bounded, no iteration, no allocation.
+    Kernel,
+    /// In ktap's process, in the VM: top-level code, `tick`, `trace_end`.
+    User,
+}
+
+/// The events one `trace` item expanded to, and its argument types.
+#[derive(Clone, Debug)]
+pub struct TraceInfo {
+    pub events: Vec<TpFormat>,
+    /// Capacity of `probename` (longest event name + 1).
+    pub probename_cap: u32,
+}
+
+/// The result of checking: every side table lowering needs.
+#[derive(Debug)]
+pub struct Typed {
+    pub expr_ty: HashMap<ExprId, Ty>,
+    pub bindings: HashMap<ExprId, Binding>,
+    /// Declarations by the start of their identifier's span.
+    pub decls: HashMap<u32, VarId>,
+    pub var_ty: Vec<Slot>,
+    pub globals: Vec<GlobalInfo>,
+    pub tables: Vec<TableInfo>,
+    /// Function declarations (by position in the script) and their parameter/return slots.
+    pub funcs: Vec<FuncInfo>,
+    /// For each item index of a `trace` item, its expansion.
+    pub traces: HashMap<usize, TraceInfo>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FuncInfo {
+    pub decl: FuncDecl,
+    pub params: Vec<VarId>,
+    pub ret: Slot,
+}
+
+/// Settings that shape types.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest string capacity (LANGUAGE.md §7.5: 64 by default).
+    pub str_cap: u32,
+    /// Default table capacity (§7.4: 2048).
+    pub table_cap: u32,
+    /// `arg[0]`, `arg[1]`, ...: the script name and its arguments.
+    pub script_args: Vec<String>,
+}
+
+/// Resolves names and infers types for the whole script.
+pub fn check(script: &Script, kernel: &dyn Kernel, limits: &Limits) -> Result<Typed, Vec<Diagnostic>> {
+    let mut c = Checker {
+        t: Typed {
+            expr_ty: HashMap::new(),
+            bindings: HashMap::new(),
+            decls: HashMap::new(),
+            var_ty: Vec::new(),
+            globals: Vec::new(),
+            tables: Vec::new(),
+            funcs: Vec::new(),
+            traces: HashMap::new(),
+        },
+        limits,
+        errors: Vec::new(),
+        seen: HashSet::new(),
+        report: false,
+        changed: false,
+        scopes: Vec::new(),
+        func_stack: Vec::new(),
+        func_names: HashMap::new(),
+    };
+    c.expand_events(script, kernel);
+    c.collect_functions(script);
+    if !c.errors.is_empty() {
+        return Err(c.errors);
+    }
+    // Types only grow, over a finite lattice: a few rounds settle every script.
+    for _ in 0..16 {
+        c.changed = false;
+        c.walk_script(script);
+        if !c.changed {
+            break;
+        }
+    }
+    c.report = true;
+    c.walk_script(script);
+    if c.errors.is_empty() {
+        Ok(c.t)
+    } else {
+        Err(c.errors)
+    }
+}
+
+struct Ctx<'a> {
+    mode: Mode,
+    trace: Option<&'a TraceInfo>,
+    /// Inside a function body (for `return`), by id.
+    func: Option<FuncId>,
+}
+
+struct Checker<'l> {
+    t: Typed,
+    limits: &'l Limits,
+    errors: Vec<Diagnostic>,
+    seen: HashSet<(u32, u32, String)>,
+    /// Errors are reported only on the final pass.
+    report: bool,
+    changed: bool,
+    scopes: Vec<HashMap<String, VarId>>,
+    func_stack: Vec<FuncId>,
+    func_names: HashMap<String, FuncId>,
+}
+
+/// Names that are edit distance ≤ 2 from `name`, best first, at most three.
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, &str)> = candidates
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= 2.max(name.len() / 4))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, c)| c).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The static type of a tracepoint field, or why it cannot be read yet.
+pub fn field_ty(f: &TpField) -> Result<Ty, String> {
+    if f.is_data_loc() {
+        return Err(format!(
+            "field `{}` is a __data_loc string: not supported yet",
+            f.name
+        ));
+    }
+    if f.is_char_array() {
+        return Ok(Ty::Str(f.size));
+    }
+    match f.size {
+        1 | 2 | 4 | 8 => Ok(Ty::Num),
+        n => Err(format!(
+            "field `{}` ({}, {} bytes) is not a number or a string: not supported yet",
+            f.name, f.c_type, n
+        )),
+    }
+}
+
+/// Evaluates an integer constant expression (literals and arithmetic on them).
+pub fn const_int(e: &Expr) -> Option<i64> {
+    match &e.kind {
+        ExprKind::Number(n) => Some(*n),
+        ExprKind::Unary {
+            op: UnOp::Neg,
+            expr,
+        } => const_int(expr)?.checked_neg(),
+        ExprKind::Binary { op, lhs, rhs } => {
+            let (a, b) = (const_int(lhs)?, const_int(rhs)?);
+            match op {
+                BinOp::Add => a.checked_add(b),
+                BinOp::Sub => a.checked_sub(b),
+                BinOp::Mul => a.checked_mul(b),
+                BinOp::Div if b != 0 => a.checked_div(b),
+                BinOp::Mod if b != 0 => a.checked_rem(b),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+impl<'l> Checker<'l> {
+    fn error(&mut self, d: Diagnostic) {
+        if self.report && self.seen.insert((d.span.lo, d.span.hi, d.message.clone())) {
+            self.errors.push(d);
+        }
+    }
+
+    fn err(&mut self, span: Span, msg: impl Into<String>) {
+        self.error(Diagnostic::error(span, msg));
+    }
+
+    fn expand_events(&mut self, script: &Script, kernel: &dyn Kernel) {
+        let mut all: Option<Vec<String>> = None;
+        for (i, item) in script.items.iter().enumerate() {
+            let Item::Trace(tr) = item else { continue };
+            let mut events = Vec::new();
+            for ev in &tr.events {
+                match &ev.kind {
+                    EventKind::Tracepoint { category, name } => {
+                        let found = kernel.tracepoints(category, name);
+                        if found.is_empty() {
+                            let all = all.get_or_insert_with(|| kernel.all_tracepoints());
+                            let want = format!("{}:{}", category, name);
+                            let near = suggest(&want, all.iter().map(|s| s.as_str()));
+                            let mut msg = format!("unknown event `{}`", want);
+                            if !near.is_empty() {
+                                msg.push_str(&format!("; did you mean `{}`?", near.join("`, `")));
+                            }
+                            self.errors.push(Diagnostic::error(ev.span, msg));
+                            continue;
+                        }
+                        for (c, n) in found {
+                            match kernel.tp_format(&c, &n) {
+                                Ok(f) => events.push(f),
+                                Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
+                            }
+                        }
+                    }
+                    EventKind::Kprobe { .. } => self.errors.push(Diagnostic::error(
+                        ev.span,
+                        "kprobes are not supported yet",
+                    )),
+                    EventKind::Uprobe { .. } => self.errors.push(Diagnostic::error(
+                        ev.span,
+                        "uprobes are not supported yet",
+                    )),
+                    EventKind::Sdt { .. } => self.errors.push(Diagnostic::error(
+                        ev.span,
+                        "USDT probes are not supported yet",
+                    )),
+                    EventKind::Ftrace { .. } => self.errors.push(Diagnostic::error(
+                        ev.span,
+                        "ftrace events are not supported yet",
+                    )),
+                }
+            }
+            if !ev_fetch_args_empty(tr) {
+                self.errors.push(Diagnostic::error(
+                    tr.events[0].span,
+                    "fetch-args are not supported yet",
+                ));
+            }
+            if let Some(f) = &tr.filter {
+                self.errors.push(Diagnostic::error(
+                    f.span,
+                    "event filters are not supported yet",
+                ));
+            }
+            events.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+            events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
+            let probename_cap = events.iter().map(|e| e.name.len() as u32 + 1).max().unwrap_or(1);
+            self.t.traces.insert(
+                i,
+                TraceInfo {
+                    events,
+                    probename_cap,
+                },
+            );
+        }
+    }
+
+    fn collect_functions(&mut self, script: &Script) {
+        for item in &script.items {
+            if let Item::Stmt(Stmt {
+                kind: StmtKind::Function(f),
+                ..
+            }) = item
+            {
+                if self.func_names.contains_key(&f.name.name) {
+                    self.errors.push(Diagnostic::error(
+                        f.name.span,
+                        format!("function `{}` is defined twice", f.name.name),
+                    ));
+                    continue;
+                }
+                let id = self.t.funcs.len() as FuncId;
+                let params = f
+                    .params
+                    .iter()
+                    .map(|p| {
+                        let v = self.t.var_ty.len() as VarId;
+                        self.t.var_ty.push(Slot::default());
+                        self.t.decls.insert(p.span.lo, v);
+                        v
+                    })
+                    .collect();
+                self.func_names.insert(f.name.name.clone(), id);
+                self.t.funcs.push(FuncInfo {
+                    decl: f.clone(),
+                    params,
+                    ret: Slot::default(),
+                });
+            }
+        }
+    }
+
+    fn walk_script(&mut self, script: &Script) {
+        let top = Ctx {
+            mode: Mode::User,
+            trace: None,
+            func: None,
+        };
+        self.scopes.clear();
+        for (i, item) in script.items.iter().enumerate() {
+            match item {
+                Item::Stmt(s) => {
+                    if let StmtKind::Function(_) = s.kind {
+                        continue;
+                    }
+                    self.stmt(s, &top, true);
+                }
+                Item::Trace(tr) => {
+                    let info = self.t.traces.get(&i).cloned();
+                    let ctx = Ctx {
+                        mode: Mode::Kernel,
+                        trace: info.as_ref(),
+                        func: None,
+                    };
+                    self.block(&tr.body, &ctx);
+                }
+                Item::TraceEnd { body, .. } | Item::Tick { body, .. } => self.block(body, &top),
+                Item::Profile { body, .. } => {
+                    let ctx = Ctx {
+                        mode: Mode::Kernel,
+                        trace: None,
+                        func: None,
+                    };
+                    self.block(body, &ctx);
+                }
+            }
+        }
+    }
+
+    fn block(&mut self, b: &Block, ctx: &Ctx) {
+        self.scopes.push(HashMap::new());
+        for s in &b.stmts {
+            self.stmt(s, ctx, false);
+        }
+        self.scopes.pop();
+    }
+
+    fn declare(&mut self, id: &Ident) -> VarId {
+        let v = match self.t.decls.get(&id.span.lo) {
+            Some(v) => *v,
+            None => {
+                let v = self.t.var_ty.len() as VarId;
+                self.t.var_ty.push(Slot::default());
+                self.t.decls.insert(id.span.lo, v);
+                v
+            }
+        };
+        if let Some(scope) = self.scopes.last_mut() {
+            scope.insert(id.name.clone(), v);
+        }
+        v
+    }
+
+    fn global(&mut self, id: &Ident) -> u32 {
+        if let Some(g) = self.t.globals.iter().position(|g| g.name == id.name) {
+            return g as u32;
+        }
+        self.t.globals.push(GlobalInfo {
+            name: id.name.clone(),
+            span: id.span,
+            slot: Slot::default(),
+        });
+        self.changed = true;
+        (self.t.globals.len() - 1) as u32
+    }
+
+    fn lookup_local(&self, name: &str) -> Option<VarId> {
+        self.scopes.iter().rev().find_map(|s| s.get(name).copied())
+    }
+
+    /// Joins `ty` (set at `span`) into a slot; on a conflict, reports both places.
+    fn join_into(&mut self, slot: SlotRef, ty: Ty, span: Span, what: &str) {
+        let cur = self.slot(slot);
+        match join(cur.ty, ty) {
+            Some(j) if j != cur.ty => {
+                self.changed = true;
+                let s = self.slot_mut(slot);
+                if s.ty == Ty::Unknown || s.ty == Ty::Nil {
+                    s.origin = span;
+                }
+                s.ty = j;
+            }
+            Some(_) => {}
+            None => {
+                let d = Diagnostic::error(
+                    span,
+                    format!(
+                        "{} holds {} here but {} elsewhere: one table or variable cannot hold both (not supported yet)",
+                        what,
+                        ty.describe(),
+                        cur.ty.describe()
+                    ),
+                )
+                .with_note(cur.origin, format!("{} set here", cur.ty.describe()));
+                self.error(d);
+            }
+        }
+    }
+
+    fn slot(&self, s: SlotRef) -> Slot {
+        match s {
+            SlotRef::Var(v) => self.t.var_ty[v as usize],
+            SlotRef::Global(g) => self.t.globals[g as usize].slot,
+            SlotRef::Key(t) => self.t.tables[t as usize].key,
+            SlotRef::Value(t) => self.t.tables[t as usize].value,
+            SlotRef::Ret(f) => self.t.funcs[f as usize].ret,
+        }
+    }
+
+    fn slot_mut(&mut self, s: SlotRef) -> &mut Slot {
+        match s {
+            SlotRef::Var(v) => &mut self.t.var_ty[v as usize],
+            SlotRef::Global(g) => &mut self.t.globals[g as usize].slot,
+            SlotRef::Key(t) => &mut self.t.tables[t as usize].key,
+            SlotRef::Value(t) => &mut self.t.tables[t as usize].value,
+            SlotRef::Ret(f) => &mut self.t.funcs[f as usize].ret,
+        }
+    }
+
+    /// The table a table constructor at `span` creates (the same one on every pass).
+    fn table_at(&mut self, name: &str, span: Span, capacity: u32) -> u32 {
+        if let Some(t) = self.t.tables.iter().position(|t| t.span == span) {
+            return t as u32;
+        }
+        self.t.tables.push(TableInfo {
+            name: name.to_string(),
+            span,
+            key: Slot::default(),
+            value: Slot::default(),
+            capacity,
+        });
+        self.changed = true;
+        (self.t.tables.len() - 1) as u32
+    }
+
+    /// If `e` creates a table (`{...}` or `table.new(...)`), the table's capacity.
+    fn table_ctor_capacity(&self, e: &Expr) -> Option<u32> {
+        match &e.kind {
+            ExprKind::Table(_) => Some(self.limits.table_cap),
+            ExprKind::Call { callee, args } if callee_name(callee).as_deref() == Some("table.new") => {
+                let n: i64 = args.iter().filter_map(const_int).sum();
+                Some(if n > 0 { n.min(1 << 24) as u32 } else { self.limits.table_cap })
+            }
+            _ => None,
+        }
+    }
+
+    /// `var`/assignment of `value` to a named place at top level may create a table.
+    fn table_value(&mut self, name: &str, value: &Expr, top: bool, ctx: &Ctx) -> Option<Ty> {
+        let cap = self.table_ctor_capacity(value)?;
+        if !top || ctx.mode == Mode::Kernel {
+            self.err(
+                value.span,
+                "tables can only be created by top-level code (a probe cannot allocate)",
+            );
+        }
+        let t = self.table_at(name, value.span, cap);
+        self.t.expr_ty.insert(value.id, Ty::Table(t));
+        if let ExprKind::Table(items) = &value.kind {
+            self.table_items(t, items, ctx);
+        }
+        Some(Ty::Table(t))
+    }
+
+    fn table_items(&mut self, t: u32, items: &[TableItem], ctx: &Ctx) {
+        for item in items {
+            let (kty, kspan, v) = match item {
+                TableItem::Positional(v) => (Ty::Num, v.span, v),
+                TableItem::Named(n, v) => (Ty::Str(n.name.len() as u32 + 1), n.span, v),
+                TableItem::Keyed(k, v) => (self.expr(k, ctx), k.span, v),
+            };
+            let name = self.t.tables[t as usize].name.clone();
+            self.join_into(SlotRef::Key(t), kty, kspan, &format!("the keys of table `{}`", name));
+            let vty = self.expr(v, ctx);
+            self.join_into(SlotRef::Value(t), vty, v.span, &format!("table `{}`", name));
+        }
+    }
+
+    fn stmt(&mut self, s: &Stmt, ctx: &Ctx, top: bool) {
+        match &s.kind {
+            StmtKind::Var { names, values } => {
+                for (i, name) in names.iter().enumerate() {
+                    let value = values.get(i);
+                    if top {
+                        let g = self.global(name);
+                        let ty = match value {
+                            Some(v) => match self.table_value(&name.name, v, true, ctx) {
+                                Some(ty) => ty,
+                                None => self.expr(v, ctx),
+                            },
+                            None => Ty::Nil,
+                        };
+                        self.join_into(SlotRef::Global(g), ty, name.span, &format!("variable `{}`", name.name));
+                    } else {
+                        let ty = match value {
+                            Some(v) => match self.table_value(&name.name, v, false, ctx) {
+                                Some(ty) => ty,
+                                None => self.expr(v, ctx),
+                            },
+                            None => Ty::Nil,
+                        };
+                        let v = self.declare(name);
+                        self.join_into(SlotRef::Var(v), ty, name.span, &format!("variable `{}`", name.name));
+                    }
+                }
+                for extra in values.iter().skip(names.len()) {
+                    self.expr(extra, ctx);
+                }
+            }
+            StmtKind::Assign { targets, values } => {
+                if targets.len() != values.len() {
+                    self.err(
+                        s.span,
+                        format!(
+                            "{} targets but {} values: not supported yet",
+                            targets.len(),
+                            values.len()
+                        ),
+                    );
+                }
+                for (target, value) in targets.iter().zip(values) {
+                    self.assign(target, value, ctx, top);
+                }
+            }
+            StmtKind::AddAssign { target, value } => {
+                let vty = self.expr(value, ctx);
+                if vty != Ty::Num && vty != Ty::Unknown {
+                    self.err(value.span, format!("`+=` needs a number, not {}", vty.describe()));
+                }
+                self.store_target(target, Ty::Num, value.span, ctx, true);
+            }
+            StmtKind::Aggregate { target, .. } => {
+                self.err(target.span, "aggregations (`<<<`) are not supported yet");
+            }
+            StmtKind::Expr(e) => {
+                if !matches!(e.kind, ExprKind::Call { .. }) {
+                    self.err(e.span, "this expression does nothing: only calls can stand alone");
+                }
+                self.expr(e, ctx);
+            }
+            StmtKind::If { arms, otherwise } => {
+                for (cond, body) in arms {
+                    self.expr(cond, ctx);
+                    self.block(body, ctx);
+                }
+                if let Some(b) = otherwise {
+                    self.block(b, ctx);
+                }
+            }
+            StmtKind::While { cond, body } => {
+                if ctx.mode == Mode::Kernel {
+                    self.err(
+                        s.span,
+                        "`while` loops cannot run in a probe: the kernel needs a bound it can prove (use `for (i = 1, N)` with a constant N)",
+                    );
+                }
+                self.expr(cond, ctx);
+                self.block(body, ctx);
+            }
+            StmtKind::Repeat { body, cond } => {
+                if ctx.mode == Mode::Kernel {
+                    self.err(
+                        s.span,
+                        "`repeat` loops cannot run in a probe: the kernel needs a bound it can prove (use `for (i = 1, N)` with a constant N)",
+                    );
+                }
+                // `until` sees the body's locals, as in Lua.
+                self.scopes.push(HashMap::new());
+                for st in &body.stmts {
+                    self.stmt(st, ctx, false);
+                }
+                self.expr(cond, ctx);
+                self.scopes.pop();
+            }
+            StmtKind::ForNum {
+                var,
+                start,
+                end,
+                step,
+                body,
+            } => {
+                for e in [Some(start), Some(end), step.as_ref()].into_iter().flatten() {
+                    let ty = self.expr(e, ctx);
+                    if ty != Ty::Num && ty != Ty::Unknown {
+                        self.err(e.span, format!("a `for` bound must be a number, not {}", ty.describe()));
+                    }
+                }
+                if ctx.mode == Mode::Kernel {
+                    let bounds = (const_int(start), const_int(end), step.as_ref().map_or(Some(1), const_int));
+                    match bounds {
+                        (Some(_), Some(_), Some(0)) => self.err(s.span, "a `for` step of 0 never ends"),
+                        (Some(a), Some(b), Some(st)) => {
+                            let trips = if st > 0 { (b - a) / st } else { (a - b) / -st };
+                            if trips > 8192 {
+                                self.err(s.span, format!("this loop runs {} times: more than a probe may (8192)", trips + 1));
+                            }
+                        }
+                        _ => self.err(
+                            s.span,
+                            "a `for` loop in a probe needs constant bounds and step, so the kernel can prove it ends",
+                        ),
+                    }
+                }
+                self.scopes.push(HashMap::new());
+                let v = self.declare(var);
+                self.join_into(SlotRef::Var(v), Ty::Num, var.span, "a loop variable");
+                self.block(body, ctx);
+                self.scopes.pop();
+            }
+            StmtKind::ForIn {
+                key,
+                value,
+                iter,
+                body,
+            } => {
+                if ctx.mode == Mode::Kernel {
+                    self.err(
+                        s.span,
+                        "`pairs()` iterates a table in userspace only (top-level code, tick, trace_end), not in a probe",
+                    );
+                }
+                let table = match &iter.kind {
+                    ExprKind::Call { callee, args } if callee_name(callee).as_deref() == Some("pairs") && args.len() == 1 => {
+                        self.t.bindings.insert(callee.id, Binding::Builtin("pairs"));
+                        match self.expr(&args[0], ctx) {
+                            Ty::Table(t) => Some(t),
+                            Ty::Unknown => None,
+                            other => {
+                                self.err(args[0].span, format!("pairs() needs a table, not {}", other.describe()));
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        self.err(iter.span, "`for ... in` needs `pairs(table)`");
+                        None
+                    }
+                };
+                self.scopes.push(HashMap::new());
+                let kv = self.declare(key);
+                let vv = value.as_ref().map(|v| self.declare(v));
+                if let Some(t) = table {
+                    let (k, v) = (self.t.tables[t as usize].key.ty, self.t.tables[t as usize].value.ty);
+                    self.join_into(SlotRef::Var(kv), k, key.span, "a loop key");
+                    if let (Some(vv), Some(value)) = (vv, value) {
+                        self.join_into(SlotRef::Var(vv), v, value.span, "a loop value");
+                    }
+                }
+                self.block(body, ctx);
+                self.scopes.pop();
+            }
+            StmtKind::Break => {}
+            StmtKind::Return(e) => {
+                let ty = e.as_ref().map_or(Ty::Nil, |e| self.expr(e, ctx));
+                if let Some(f) = ctx.func {
+                    let span = e.as_ref().map_or(s.span, |e| e.span);
+                    self.join_into(SlotRef::Ret(f), ty, span, "the function's result");
+                } else if e.is_some() && ctx.mode == Mode::Kernel {
+                    self.err(s.span, "`return` in a probe block ends the event and takes no value");
+                }
+            }
+            StmtKind::Function(f) => {
+                self.err(f.span, "functions can only be defined at top level");
+            }
+        }
+    }
+
+    fn assign(&mut self, target: &Expr, value: &Expr, ctx: &Ctx, top: bool) {
+        if let ExprKind::Name(n) = &target.kind {
+            if self.lookup_local(n).is_none() {
+                if let Some(ty) = self.table_value(n, value, top, ctx) {
+                    let id = Ident { name: n.clone(), span: target.span };
+                    let g = self.global(&id);
+                    self.t.bindings.insert(target.id, Binding::Global(g));
+                    self.join_into(SlotRef::Global(g), ty, target.span, &format!("variable `{}`", n));
+                    return;
+                }
+            }
+        }
+        let vty = self.expr(value, ctx);
+        if vty == Ty::Nil {
+            if let ExprKind::Index { .. } = target.kind {
+                // `t[k] = nil` deletes: it sets no value type.
+                self.store_target(target, Ty::Unknown, value.span, ctx, false);
+                return;
+            }
+        }
+        self.store_target(target, vty, value.span, ctx, false);
+    }
+
+    /// Types a place being written with a value of type `vty`.
+    fn store_target(&mut self, target: &Expr, vty: Ty, vspan: Span, ctx: &Ctx, add: bool) {
+        match &target.kind {
+            ExprKind::Name(n) => {
+                let b = if let Some(v) = self.lookup_local(n) {
+                    Binding::Local(v)
+                } else if let Some(b) = self.builtin_name(n) {
+                    self.err(target.span, format!("`{}` is built in and cannot be assigned", n));
+                    b
+                } else {
+                    let id = Ident { name: n.clone(), span: target.span };
+                    Binding::Global(self.global(&id))
+                };
+                self.t.bindings.insert(target.id, b);
+                let what = format!("variable `{}`", n);
+                match b {
+                    Binding::Local(v) => self.join_into(SlotRef::Var(v), vty, vspan, &what),
+                    Binding::Global(g) => self.join_into(SlotRef::Global(g), vty, vspan, &what),
+                    _ => {}
+                }
+                let ty = self.slot_ty(b);
+                if add && ty != Ty::Num && ty != Ty::Unknown {
+                    self.err(target.span, format!("`+=` needs a number, but `{}` holds {}", n, ty.describe()));
+                }
+                self.t.expr_ty.insert(target.id, ty);
+            }
+            ExprKind::Index { obj, key } => {
+                let t = match self.expr(obj, ctx) {
+                    Ty::Table(t) => t,
+                    Ty::Unknown => return,
+                    other => {
+                        self.err(obj.span, format!("only tables can be indexed, this is {}", other.describe()));
+                        return;
+                    }
+                };
+                let kty = self.expr(key, ctx);
+                let name = self.t.tables[t as usize].name.clone();
+                self.check_key(kty, key.span);
+                self.join_into(SlotRef::Key(t), kty, key.span, &format!("the keys of table `{}`", name));
+                self.join_into(SlotRef::Value(t), vty, vspan, &format!("table `{}`", name));
+                let ty = self.t.tables[t as usize].value.ty;
+                if add && ty != Ty::Num && ty != Ty::Unknown {
+                    self.err(target.span, format!("`+=` needs a number, but table `{}` holds {}", name, ty.describe()));
+                }
+                self.t.expr_ty.insert(target.id, ty);
+            }
+            ExprKind::Field { obj, name } => {
+                if let ExprKind::Name(n) = &obj.kind {
+                    if n == "args" && self.lookup_local(n).is_none() {
+                        self.err(target.span, "tracepoint fields are read-only");
+                        return;
+                    }
+                }
+                self.err(name.span, "assigning to `table.field` is not supported yet: write `t[\"field\"]`");
+            }
+            _ => self.err(target.span, "cannot assign to this expression"),
+        }
+    }
+
+    fn check_key(&mut self, kty: Ty, span: Span) {
+        match kty {
+            Ty::Num | Ty::Str(_) | Ty::Unknown => {}
+            other => self.err(span, format!("a table key must be a number or a string, not {}", other.describe())),
+        }
+    }
+
+    fn slot_ty(&self, b: Binding) -> Ty {
+        match b {
+            Binding::Local(v) => self.t.var_ty[v as usize].ty,
+            Binding::Global(g) => self.t.globals[g as usize].slot.ty,
+            _ => Ty::Unknown,
+        }
+    }
+
+    fn builtin_name(&self, n: &str) -> Option<Binding> {
+        let v = match n {
+            "execname" => BuiltinVar::Execname,
+            "pid" => BuiltinVar::Pid,
+            "tid" => BuiltinVar::Tid,
+            "uid" => BuiltinVar::Uid,
+            "cpu" => BuiltinVar::Cpu,
+            "probename" => BuiltinVar::Probename,
+            "argstr" => BuiltinVar::Argstr,
+            "arg" => return Some(Binding::ScriptArgs),
+            "args" => return Some(Binding::Args),
+            _ => {
+                if let Some(d) = n.strip_prefix("arg") {
+                    if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() {
+                        return Some(Binding::Var(BuiltinVar::Arg(d.as_bytes()[0] - b'0')));
+                    }
+                }
+                if let Some(f) = self.func_names.get(n) {
+                    return Some(Binding::Func(*f));
+                }
+                return BUILTIN_FUNCS.iter().find(|b| **b == n).map(|b| Binding::Builtin(b));
+            }
+        };
+        Some(Binding::Var(v))
+    }
+
+    fn resolve(&mut self, e: &Expr, n: &str) -> Option<Binding> {
+        if let Some(v) = self.lookup_local(n) {
+            return Some(Binding::Local(v));
+        }
+        // User functions shadow built-in ones of the same name.
+        if let Some(f) = self.func_names.get(n) {
+            return Some(Binding::Func(*f));
+        }
+        if let Some(g) = self.t.globals.iter().position(|g| g.name == n) {
+            return Some(Binding::Global(g as u32));
+        }
+        if let Some(b) = self.builtin_name(n) {
+            return Some(b);
+        }
+        let mut names: Vec<&str> = self.scopes.iter().flat_map(|s| s.keys().map(|k| k.as_str())).collect();
+        names.extend(self.t.globals.iter().map(|g| g.name.as_str()));
+        names.extend(["execname", "pid", "tid", "uid", "cpu", "probename"]);
+        let near = suggest(n, names.into_iter());
+        let mut msg = format!("unknown variable `{}`", n);
+        if let Some(first) = near.first() {
+            msg.push_str(&format!("; did you mean `{}`?", first));
+        }
+        self.err(e.span, msg);
+        None
+    }
+
+    fn var_ty(&mut self, v: BuiltinVar, span: Span, ctx: &Ctx) -> Ty {
+        let in_trace = ctx.trace;
+        match v {
+            BuiltinVar::Execname => Ty::Str(16),
+            BuiltinVar::Pid | BuiltinVar::Tid | BuiltinVar::Uid | BuiltinVar::Cpu => Ty::Num,
+            BuiltinVar::Probename => match in_trace {
+                Some(t) => Ty::Str(t.probename_cap),
+                None => {
+                    if ctx.mode == Mode::Kernel {
+                        Ty::Str(8)
+                    } else {
+                        self.err(span, "`probename` is only defined inside probe blocks");
+                        Ty::Unknown
+                    }
+                }
+            },
+            BuiltinVar::Argstr => {
+                self.err(span, "`argstr` is not supported yet");
+                Ty::Unknown
+            }
+            BuiltinVar::Arg(i) => match in_trace {
+                Some(t) => {
+                    let mut ty = Ty::Unknown;
+                    for ev in &t.events {
+                        if let Some(f) = ev.args().nth(i as usize) {
+                            match field_ty(f) {
+                                Ok(fty) => match join(ty, fty) {
+                                    Some(j) => ty = j,
+                                    None => {
+                                        self.err(span, format!("`arg{}` is a number in some of these events and a string in others", i));
+                                    }
+                                },
+                                Err(m) => self.err(span, format!("{}: {}", ev.name, m)),
+                            }
+                        }
+                    }
+                    if ty == Ty::Unknown {
+                        self.err(span, format!("none of these events has an `arg{}`", i));
+                    }
+                    ty
+                }
+                None => {
+                    self.err(span, format!("`arg{}` is only defined inside `trace` blocks", i));
+                    Ty::Unknown
+                }
+            },
+        }
+    }
+
+    fn expr(&mut self, e: &Expr, ctx: &Ctx) -> Ty {
+        let ty = self.expr_inner(e, ctx);
+        self.t.expr_ty.insert(e.id, ty);
+        ty
+    }
+
+    fn expr_inner(&mut self, e: &Expr, ctx: &Ctx) -> Ty {
+        let cap = self.limits.str_cap;
+        match &e.kind {
+            ExprKind::Nil => Ty::Nil,
+            ExprKind::Bool(_) => Ty::Bool,
+            ExprKind::Number(_) => Ty::Num,
+            ExprKind::Str(s) => {
+                if s.len() as u32 + 1 > cap {
+                    self.err(e.span, format!("this string is {} bytes: longer than the {} a string may hold", s.len(), cap - 1));
+                }
+                Ty::Str((s.len() as u32 + 1).min(cap))
+            }
+            ExprKind::Name(n) => {
+                let Some(b) = self.resolve(e, n) else { return Ty::Unknown };
+                self.t.bindings.insert(e.id, b);
+                match b {
+                    Binding::Local(_) | Binding::Global(_) => self.slot_ty(b),
+                    Binding::Var(v) => self.var_ty(v, e.span, ctx),
+                    Binding::ScriptArgs | Binding::Args => {
+                        self.err(e.span, format!("`{}` must be indexed", n));
+                        Ty::Unknown
+                    }
+                    Binding::Func(_) | Binding::Builtin(_) => {
+                        self.err(e.span, format!("`{}` is a function: call it", n));
+                        Ty::Unknown
+                    }
+                }
+            }
+            ExprKind::Index { obj, key } => {
+                if let ExprKind::Name(n) = &obj.kind {
+                    if n == "arg" && self.lookup_local(n).is_none() && !self.t.globals.iter().any(|g| g.name == "arg") {
+                        self.t.bindings.insert(obj.id, Binding::ScriptArgs);
+                        let Some(i) = const_int(key) else {
+                            self.err(key.span, "`arg[N]` needs a constant N");
+                            return Ty::Unknown;
+                        };
+                        return match usize::try_from(i).ok().and_then(|i| self.limits.script_args.get(i)) {
+                            None => Ty::Nil,
+                            Some(a) if a.parse::<i64>().is_ok() => Ty::Num,
+                            Some(a) => Ty::Str((a.len() as u32 + 1).min(cap)),
+                        };
+                    }
+                }
+                let t = match self.expr(obj, ctx) {
+                    Ty::Table(t) => t,
+                    Ty::Unknown => return Ty::Unknown,
+                    other => {
+                        self.err(obj.span, format!("only tables can be indexed, this is {}", other.describe()));
+                        return Ty::Unknown;
+                    }
+                };
+                let kty = self.expr(key, ctx);
+                self.check_key(kty, key.span);
+                let name = self.t.tables[t as usize].name.clone();
+                self.join_into(SlotRef::Key(t), kty, key.span, &format!("the keys of table `{}`", name));
+                self.t.tables[t as usize].value.ty
+            }
+            ExprKind::Field { obj, name } => {
+                if let ExprKind::Name(n) = &obj.kind {
+                    if n == "args" && self.lookup_local(n).is_none() {
+                        self.t.bindings.insert(obj.id, Binding::Args);
+                        let Some(t) = ctx.trace else {
+                            self.err(e.span, "`args` is only defined inside `trace` blocks");
+                            return Ty::Unknown;
+                        };
+                        let mut ty = Ty::Unknown;
+                        for ev in &t.events {
+                            if let Some(f) = ev.field(&name.name) {
+                                match field_ty(f) {
+                                    Ok(fty) => match join(ty, fty) {
+                                        Some(j) => ty = j,
+                                        None => self.err(name.span, format!("field `{}` has different types in these events", name.name)),
+                                    },
+                                    Err(m) => self.err(name.span, format!("{}: {}", ev.name, m)),
+                                }
+                            }
+                        }
+                        if ty == Ty::Unknown {
+                            let fields: Vec<&str> = t.events.iter().flat_map(|ev| ev.fields.iter().map(|f| f.name.as_str())).collect();
+                            let near = suggest(&name.name, fields.into_iter());
+                            let mut msg = format!("no event here has a field `{}`", name.name);
+                            if let Some(f) = near.first() {
+                                msg.push_str(&format!("; did you mean `{}`?", f));
+                            }
+                            self.err(name.span, msg);
+                        }
+                        return ty;
+                    }
+                }
+                self.err(e.span, "`table.field` is not supported yet: write `t[\"field\"]`");
+                Ty::Unknown
+            }
+            ExprKind::Call { callee, args } => self.call(e, callee, args, ctx),
+            ExprKind::Binary { op, lhs, rhs } => {
+                let (a, b) = (self.expr(lhs, ctx), self.expr(rhs, ctx));
+                match op {
+                    BinOp::Or | BinOp::And => Ty::Bool,
+                    BinOp::Eq | BinOp::Ne => {
+                        let comparable = matches!((a, b), (Ty::Unknown, _) | (_, Ty::Unknown) | (Ty::Nil, _) | (_, Ty::Nil))
+                            || join(a, b).is_some();
+                        if !comparable {
+                            self.err(e.span, format!("comparing {} with {} is always false: tagged values are not supported yet", a.describe(), b.describe()));
+                        }
+                        Ty::Bool
+                    }
+                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+                        for (t, s) in [(a, lhs.span), (b, rhs.span)] {
+                            if !matches!(t, Ty::Num | Ty::Unknown) {
+                                self.err(s, format!("`{}` compares numbers, not {}", op.symbol(), t.describe()));
+                            }
+                        }
+                        Ty::Bool
+                    }
+                    BinOp::Concat => {
+                        let len = |t: Ty| match t {
+                            Ty::Str(n) => Some(n - 1),
+                            Ty::Num => Some(20),
+                            Ty::Unknown => Some(0),
+                            _ => None,
+                        };
+                        match (len(a), len(b)) {
+                            (Some(x), Some(y)) => Ty::Str((x + y + 1).min(cap)),
+                            _ => {
+                                self.err(e.span, format!("`..` joins strings and numbers, not {} and {}", a.describe(), b.describe()));
+                                Ty::Unknown
+                            }
+                        }
+                    }
+                    _ => {
+                        for (t, s) in [(a, lhs.span), (b, rhs.span)] {
+                            if !matches!(t, Ty::Num | Ty::Unknown) {
+                                self.err(s, format!("`{}` needs numbers, not {}", op.symbol(), t.describe()));
+                            }
+                        }
+                        Ty::Num
+                    }
+                }
+            }
+            ExprKind::Unary { op, expr } => {
+                let t = self.expr(expr, ctx);
+                match op {
+                    UnOp::Not => Ty::Bool,
+                    UnOp::Neg | UnOp::BitNot => {
+                        if !matches!(t, Ty::Num | Ty::Unknown) {
+                            self.err(expr.span, format!("this needs a number, not {}", t.describe()));
+                        }
+                        Ty::Num
+                    }
+                }
+            }
+            ExprKind::Table(_) => {
+                self.err(e.span, "a table constructor can only initialise a top-level variable");
+                Ty::Unknown
+            }
+        }
+    }
+
+    fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr], ctx: &Ctx) -> Ty {
+        let Some(name) = callee_name(callee) else {
+            self.err(callee.span, "only named functions can be called");
+            return Ty::Unknown;
+        };
+        let b = if name.contains('.') {
+            BUILTIN_FUNCS.iter().find(|b| **b == name).map(|b| Binding::Builtin(b))
+        } else {
+            self.lookup_local(&name).map(Binding::Local).or_else(|| self.builtin_name(&name))
+        };
+        let b = match b {
+            Some(b @ (Binding::Func(_) | Binding::Builtin(_))) => b,
+            Some(_) => {
+                self.err(callee.span, format!("`{}` is not a function", name));
+                return Ty::Unknown;
+            }
+            None => {
+                let near = suggest(&name, BUILTIN_FUNCS.iter().copied().chain(self.func_names.keys().map(|k| k.as_str())));
+                let mut msg = format!("unknown function `{}`", name);
+                if let Some(n) = near.first() {
+                    msg.push_str(&format!("; did you mean `{}`?", n));
+                }
+                self.err(callee.span, msg);
+                for a in args {
+                    self.expr(a, ctx);
+                }
+                return Ty::Unknown;
+            }
+        };
+        self.t.bindings.insert(callee.id, b);
+        let tys: Vec<Ty> = args.iter().map(|a| self.expr(a, ctx)).collect();
+        match b {
+            Binding::Func(f) => self.user_call(e, f, args, &tys, ctx),
+            Binding::Builtin(name) => self.builtin_call(e, name, args, &tys, ctx),
+            _ => Ty::Unknown,
+        }
+    }
+
+    fn user_call(&mut self, e: &Expr, f: FuncId, args: &[Expr], tys: &[Ty], ctx: &Ctx) -> Ty {
+        let info = self.t.funcs[f as usize].clone();
+        if info.params.len() != args.len() {
+            self.err(
+                e.span,
+                format!("`{}` takes {} arguments, {} given", info.decl.name.name, info.params.len(), args.len()),
+            );
+        }
+        if self.func_stack.contains(&f) {
+            let d = Diagnostic::error(
+                e.span,
+                format!("`{}` calls itself (recursion): functions are inlined and must not recurse", info.decl.name.name),
+            )
+            .with_note(info.decl.name.span, "defined here");
+            self.error(d);
+            return info.ret.ty;
+        }
+        for ((p, ty), a) in info.params.iter().zip(tys).zip(args) {
+            self.join_into(SlotRef::Var(*p), *ty, a.span, "a parameter");
+        }
+        self.func_stack.push(f);
+        let saved = std::mem::take(&mut self.scopes);
+        let mut scope = HashMap::new();
+        for (p, v) in info.decl.params.iter().zip(&info.params) {
+            scope.insert(p.name.clone(), *v);
+        }
+        self.scopes.push(scope);
+        let fctx = Ctx {
+            mode: ctx.mode,
+            trace: ctx.trace,
+            func: Some(f),
+        };
+        self.block(&info.decl.body, &fctx);
+        self.scopes = saved;
+        self.func_stack.pop();
+        self.t.funcs[f as usize].ret.ty
+    }
+
+    fn builtin_call(&mut self, e: &Expr, name: &'static str, args: &[Expr], tys: &[Ty], ctx: &Ctx) -> Ty {
+        let arity = |c: &mut Self, lo: usize, hi: usize| {
+            if args.len() < lo || args.len() > hi {
+                let want = if lo == hi { format!("{}", lo) } else { format!("{} to {}", lo, hi) };
+                c.err(e.span, format!("`{}` takes {} arguments, {} given", name, want, args.len()));
+                false
+            } else {
+                true
+            }
+        };
+        match name {
+            "print" => {
+                for (t, a) in tys.iter().zip(args) {
+                    if let Ty::Table(_) = t {
+                        self.err(a.span, "printing a whole table is not supported yet: use `print_hist` or `pairs`");
+                    }
+                }
+                Ty::Nil
+            }
+            "printf" => {
+                if args.is_empty() {
+                    self.err(e.span, "`printf` needs a format string");
+                    return Ty::Nil;
+                }
+                let ExprKind::Str(_) = args[0].kind else {
+                    self.err(args[0].span, "the format of `printf` must be a string literal");
+                    return Ty::Nil;
+                };
+                Ty::Nil
+            }
+            "print_hist" => {
+                if arity(self, 1, 2) {
+                    if !matches!(tys[0], Ty::Table(_) | Ty::Unknown) {
+                        self.err(args[0].span, format!("`print_hist` needs a table, not {}", tys[0].describe()));
+                    }
+                    if let Ty::Table(t) = tys[0] {
+                        let v = self.t.tables[t as usize].value.ty;
+                        if !matches!(v, Ty::Num | Ty::Unknown) {
+                            self.err(args[0].span, format!("`print_hist` needs a table of numbers; this one holds {}", v.describe()));
+                        }
+                    }
+                    if let Some(t) = tys.get(1) {
+                        if !matches!(t, Ty::Num | Ty::Unknown) {
+                            self.err(args[1].span, "the count of `print_hist` must be a number");
+                        }
+                    }
+                }
+                Ty::Nil
+            }
+            "len" => {
+                if arity(self, 1, 1) {
+                    match tys[0] {
+                        Ty::Table(_) if ctx.mode == Mode::Kernel => {
+                            self.err(e.span, "`len` of a table is only available in userspace code (top-level, tick, trace_end)")
+                        }
+                        Ty::Table(_) | Ty::Str(_) | Ty::Unknown => {}
+                        other => self.err(args[0].span, format!("`len` needs a table or a string, not {}", other.describe())),
+                    }
+                }
+                Ty::Num
+            }
+            "delete" => {
+                if arity(self, 1, 1) && !matches!(tys[0], Ty::Table(_) | Ty::Unknown) {
+                    self.err(args[0].span, format!("`delete` needs a table, not {}", tys[0].describe()));
+                }
+                Ty::Nil
+            }
+            "exit" => {
+                if arity(self, 0, 1) && !tys.is_empty() && !matches!(tys[0], Ty::Num | Ty::Unknown) {
+                    self.err(args[0].span, "the exit code must be a number");
+                }
+                Ty::Nil
+            }
+            "user_string" | "kernel_string" => {
+                if arity(self, 1, 1) && !matches!(tys[0], Ty::Num | Ty::Unknown) {
+                    self.err(args[0].span, format!("`{}` needs an address (a number)", name));
+                }
+                if ctx.mode == Mode::User {
+                    self.err(e.span, format!("`{}` reads memory of a traced task: only inside probes", name));
+                }
+                Ty::Str(self.limits.str_cap)
+            }
+            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
+                arity(self, 0, 0);
+                Ty::Num
+            }
+            "arch" => {
+                arity(self, 0, 0);
+                Ty::Str(16)
+            }
+            "pairs" => {
+                self.err(e.span, "`pairs()` is only used in `for (k, v in pairs(t))`");
+                Ty::Unknown
+            }
+            "table.new" => {
+                self.err(e.span, "`table.new` can only initialise a top-level variable");
+                Ty::Unknown
+            }
+            other => {
+                self.err(e.span, format!("`{}` is not supported yet", other));
+                Ty::Unknown
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum SlotRef {
+    Var(VarId),
+    Global(u32),
+    Key(u32),
+    Value(u32),
+    Ret(FuncId),
+}
+
+fn ev_fetch_args_empty(tr: &Trace) -> bool {
+    tr.events.iter().all(|e| e.fetch_args.is_empty())
+}
+
+/// `f` or `ns.f` as written in a call.
+pub fn callee_name(callee: &Expr) -> Option<String> {
+    match &callee.kind {
+        ExprKind::Name(n) => Some(n.clone()),
+        ExprKind::Field { obj, name } => match &obj.kind {
+            ExprKind::Name(ns) => Some(format!("{}.{}", ns, name.name)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
