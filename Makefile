@@ -1,0 +1,71 @@
+# The project's entry points: `deps` sets up a fresh machine, then `build`, `test`, `run`, `clean`.
+# Only deps reaches the network (rustup's dist server and Debian's archive); it caches under ~/.cache/ktap.
+# Cargo runs with its default target dir, or with CARGO_TARGET_DIR when the caller sets one.
+
+CACHE := $(HOME)/.cache/ktap
+
+# rustup's proxies live here, and a non-login shell (CI's) may not have them on PATH.
+export PATH := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin:$(PATH)
+
+# rust-toolchain.toml is the one place the toolchain is named: its channel, components and targets
+# (each array on one line) are read from there, never repeated here.
+toolchain_field = $(shell sed -n 's/^$(1) *= *//p' rust-toolchain.toml | tr -d '"[],')
+TOOLCHAIN := $(call toolchain_field,channel)
+RUST_COMPONENTS := $(call toolchain_field,components)
+RUST_TARGETS := $(call toolchain_field,targets)
+ifeq ($(TOOLCHAIN),)
+$(error rust-toolchain.toml names no channel)
+endif
+
+# Debian packages the build needs: Rust's host target links through `cc` against glibc's dev files.
+APT_PACKAGES := gcc libc6-dev
+# Named by the package list, so changing the list checks again; deleting ~/.cache/ktap does too.
+empty :=
+APT_STAMP := $(CACHE)/apt-$(subst $(empty) $(empty),+,$(sort $(APT_PACKAGES))).stamp
+
+RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
+SCRIPT ?= samples/syscalls/count_by_name.kp
+WORKLOAD ?= getppid 1000
+
+.PHONY: deps toolchain build test run clean
+
+deps: toolchain $(APT_STAMP)
+
+# Asking rustup what is installed takes milliseconds; `rustup toolchain install` asks the network,
+# so it runs only when the toolchain, a component or a target is missing. --no-self-update: where
+# rustup's settings allow it, an install would also replace the machine's rustup itself.
+toolchain:
+	@installed=$$(rustup +$(TOOLCHAIN) component list --installed 2>/dev/null) && \
+	(for c in $(RUST_COMPONENTS) $(addprefix rust-std-,$(RUST_TARGETS)); do \
+		printf '%s\n' "$$installed" | grep -qE "^$$c(-|$$)" || exit 1; \
+	done) || \
+	rustup toolchain install $(TOOLCHAIN) --profile minimal --no-self-update \
+		$(addprefix -c ,$(RUST_COMPONENTS)) $(addprefix -t ,$(RUST_TARGETS))
+
+# apt-get update runs only when a package is missing, and retries: a mirror mid-sync fails it for a while.
+$(APT_STAMP):
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		for try in 1 2 3; do apt-get update -qq && break; sleep 5; done; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(@D) && touch $@
+
+# The workload is built beside the binary because `run` and the samples trace it.
+build: deps
+	cargo build --release -p ktap-static -p ktap-workload
+
+# Tests build in the dev profile: the release profile (fat LTO, one codegen unit, opt-level z) makes
+# every test binary a long serial link on 2 cores, while the tests themselves run in moments.
+test: deps
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+
+run: deps build
+	$(RELEASE_DIR)/ktap $(SCRIPT) -- $(RELEASE_DIR)/ktap-workload $(WORKLOAD)
+
+clean:
+	cargo clean
