@@ -6,3 +6,7 @@
 
 pub mod ast;
 pub mod diag;
+pub mod ir;
+pub mod types;
+pub mod regalloc;
+pub mod emit;
