@@ -431,15 +431,15 @@ mod tests {
 
     #[test]
     fn strings_and_other_values() {
-        let s = Value::Str(b"hello".to_vec());
-        assert_eq!(fmt("[%s]", &[s.clone()]), "[hello]");
-        assert_eq!(fmt("[%8.3s]", &[s.clone()]), "[     hel]");
-        assert_eq!(fmt("[%-8s]", &[s.clone()]), "[hello   ]");
+        let s = &[Value::Str(b"hello".to_vec())];
+        assert_eq!(fmt("[%s]", s), "[hello]");
+        assert_eq!(fmt("[%8.3s]", s), "[     hel]");
+        assert_eq!(fmt("[%-8s]", s), "[hello   ]");
         assert_eq!(fmt("[%s]", &[Value::Int(-12)]), "[-12]");
         assert_eq!(fmt("[%5s]", &[Value::Int(7)]), "[    7]");
         assert_eq!(fmt("%s %s", &[Value::Bool(true), Value::Nil]), "true nil");
         // The compiler rejects these; at runtime the value prints as it is.
-        assert_eq!(fmt("[%5d]", &[s.clone()]), "[hello]");
+        assert_eq!(fmt("[%7.1d]", s), "[  hello]");
         assert_eq!(fmt("[%.2x]", &[Value::Bool(false)]), "[false]");
         assert_eq!(
             fmt("%c%c", &[Value::Int(0x141), Value::Int(b'b'.into())]),

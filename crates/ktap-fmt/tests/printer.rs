@@ -1,0 +1,437 @@
+//! `Printer::handle` on whole records: each action, both byte orders, and bad records.
+
+use std::collections::HashMap;
+
+use ktap_bpf::{
+    Action, Endian, Field, Format, MapDef, MapKind, MapRole, Program, Source, Span, Target,
+    ValueType, RECORD_HEADER,
+};
+use ktap_fmt::{FmtError, MapSource, NoSymbols, Outcome, Printer, Symbolizer};
+
+/// One map's entries: key and value bytes.
+type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Maps held in memory, as the VM keeps them.
+#[derive(Default)]
+struct Maps(HashMap<u32, Entries>);
+
+impl MapSource for Maps {
+    fn entries(&mut self, map: u32) -> Entries {
+        self.0.get(&map).cloned().unwrap_or_default()
+    }
+}
+
+struct OneSymbol;
+
+impl Symbolizer for OneSymbol {
+    fn symbol(&self, addr: u64) -> Option<(String, u64)> {
+        (0x1000..0x2000)
+            .contains(&addr)
+            .then(|| ("do_sys_openat2".to_string(), addr - 0x1000))
+    }
+}
+
+fn target(endian: Endian) -> Target {
+    Target {
+        endian,
+        ..Target::by_name("x86_64").unwrap()
+    }
+}
+
+fn table(name: &str, key: ValueType, value: ValueType) -> MapDef {
+    MapDef {
+        name: name.into(),
+        kind: MapKind::Hash,
+        role: MapRole::Table,
+        key,
+        value,
+        key_size: key.size(),
+        value_size: value.size(),
+        max_entries: 2048,
+        span: Span::default(),
+    }
+}
+
+/// A format whose fields are laid out one after another after the header.
+fn format(action: Action, types: &[ValueType]) -> Format {
+    let mut offset = RECORD_HEADER;
+    let fields = types
+        .iter()
+        .map(|&ty| {
+            let f = Field { offset, ty };
+            offset += ty.size();
+            f
+        })
+        .collect();
+    Format {
+        action,
+        fields,
+        size: offset,
+        span: Span::default(),
+    }
+}
+
+fn program(endian: Endian, formats: Vec<Format>) -> Program {
+    Program {
+        target: target(endian),
+        source: Source::default(),
+        maps: vec![
+            table("counts", ValueType::Str(16), ValueType::Int),
+            table("names", ValueType::Int, ValueType::Str(16)),
+        ],
+        formats,
+        probes: Vec::new(),
+        user: Vec::new(),
+    }
+}
+
+fn u64_bytes(n: u64, endian: Endian) -> [u8; 8] {
+    match endian {
+        Endian::Little => n.to_le_bytes(),
+        Endian::Big => n.to_be_bytes(),
+    }
+}
+
+/// Builds a record: the format id, then each part's bytes.
+fn record(endian: Endian, id: u64, parts: &[&[u8]]) -> Vec<u8> {
+    let mut r = u64_bytes(id, endian).to_vec();
+    for p in parts {
+        r.extend_from_slice(p);
+    }
+    r
+}
+
+fn str16(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.resize(16, 0);
+    b
+}
+
+fn run(prog: &Program, rec: &[u8], maps: &mut Maps) -> (Result<Outcome, FmtError>, String) {
+    let mut out = Vec::new();
+    let r = Printer::new(OneSymbol).handle(rec, prog, maps, &mut out);
+    (r, String::from_utf8(out).unwrap())
+}
+
+const BOTH: [Endian; 2] = [Endian::Little, Endian::Big];
+
+#[test]
+fn print_of_each_type() {
+    for e in BOTH {
+        let types = [
+            ValueType::Int,
+            ValueType::Str(16),
+            ValueType::Bool,
+            ValueType::Bool,
+            ValueType::Nil,
+        ];
+        let prog = program(e, vec![format(Action::Print, &types)]);
+        let rec = record(
+            e,
+            0,
+            &[
+                &u64_bytes(-5i64 as u64, e),
+                &str16("bash"),
+                &u64_bytes(1, e),
+                &u64_bytes(0, e),
+                &u64_bytes(77, e),
+            ],
+        );
+        let (r, text) = run(&prog, &rec, &mut Maps::default());
+        assert_eq!(r.unwrap(), Outcome::Continue);
+        assert_eq!(text, "-5\tbash\ttrue\tfalse\tnil\n");
+    }
+}
+
+#[test]
+fn print_without_values_is_an_empty_line() {
+    let prog = program(Endian::Little, vec![format(Action::Print, &[])]);
+    let (r, text) = run(&prog, &record(Endian::Little, 0, &[]), &mut Maps::default());
+    assert_eq!(r.unwrap(), Outcome::Continue);
+    assert_eq!(text, "\n");
+}
+
+#[test]
+fn printf_records() {
+    for e in BOTH {
+        let prog = program(
+            e,
+            vec![
+                format(Action::Print, &[]),
+                format(
+                    Action::Printf("%s opened %-6d|%#x at %p\n".into()),
+                    &[
+                        ValueType::Str(16),
+                        ValueType::Int,
+                        ValueType::Int,
+                        ValueType::Int,
+                    ],
+                ),
+            ],
+        );
+        let rec = record(
+            e,
+            1,
+            &[
+                &str16("cat"),
+                &u64_bytes(42, e),
+                &u64_bytes(255, e),
+                &u64_bytes(0x1010, e),
+            ],
+        );
+        let mut printer = Printer::new(OneSymbol);
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            let r = printer.handle(&rec, &prog, &mut Maps::default(), &mut out);
+            assert_eq!(r.unwrap(), Outcome::Continue);
+        }
+        let line = "cat opened 42    |0xff at do_sys_openat2+0x10\n";
+        assert_eq!(String::from_utf8(out).unwrap(), line.repeat(2));
+    }
+}
+
+#[test]
+fn a_printer_follows_a_changed_program() {
+    let e = Endian::Little;
+    let mut printer = Printer::new(NoSymbols);
+    let mut out = Vec::new();
+    for fmt in ["a=%d\n", "b=%x\n"] {
+        let prog = program(
+            e,
+            vec![format(Action::Printf(fmt.into()), &[ValueType::Int])],
+        );
+        let rec = record(e, 0, &[&u64_bytes(26, e)]);
+        printer
+            .handle(&rec, &prog, &mut Maps::default(), &mut out)
+            .unwrap();
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), "a=26\nb=1a\n");
+}
+
+#[test]
+fn print_hist_reads_the_table() {
+    for e in BOTH {
+        let prog = program(
+            e,
+            vec![
+                format(Action::PrintHist { map: 0 }, &[]),
+                format(Action::PrintHist { map: 0 }, &[ValueType::Int]),
+            ],
+        );
+        let mut maps = Maps::default();
+        maps.0.insert(
+            0,
+            vec![
+                (str16("read"), u64_bytes(30, e).to_vec()),
+                (str16("write"), u64_bytes(10, e).to_vec()),
+                (str16("openat"), u64_bytes(20, e).to_vec()),
+            ],
+        );
+        let header =
+            "                         value ------------- Distribution ------------- count\n";
+        let rows = [
+            "                           read |@@@@@@@@@@@@@@@@@@@                   30     \n",
+            "                         openat |@@@@@@@@@@@@                          20     \n",
+            "                          write |@@@@@@                                10     \n",
+        ];
+        let (r, text) = run(&prog, &record(e, 0, &[]), &mut maps);
+        assert_eq!(r.unwrap(), Outcome::Continue);
+        assert_eq!(text, format!("{header}{}", rows.concat()));
+
+        let rec = record(e, 1, &[&u64_bytes(2, e)]);
+        let (r, text) = run(&prog, &rec, &mut maps);
+        assert_eq!(r.unwrap(), Outcome::Continue);
+        let dots = "                            ... |\n";
+        assert_eq!(text, format!("{header}{}{}{dots}", rows[0], rows[1]));
+    }
+}
+
+#[test]
+fn print_hist_of_an_empty_table_is_its_header() {
+    let prog = program(Endian::Big, vec![format(Action::PrintHist { map: 0 }, &[])]);
+    let (r, text) = run(&prog, &record(Endian::Big, 0, &[]), &mut Maps::default());
+    assert_eq!(r.unwrap(), Outcome::Continue);
+    assert_eq!(
+        text,
+        "                         value ------------- Distribution ------------- count\n"
+    );
+}
+
+#[test]
+fn print_hist_needs_number_values() {
+    let prog = program(
+        Endian::Little,
+        vec![format(Action::PrintHist { map: 1 }, &[])],
+    );
+    let (r, text) = run(&prog, &record(Endian::Little, 0, &[]), &mut Maps::default());
+    let err = r.unwrap_err();
+    assert!(matches!(err, FmtError::NotNumbers { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "output format 0: print_hist(names) needs a table whose values are numbers"
+    );
+    assert_eq!(text, "");
+}
+
+#[test]
+fn exit_and_clear() {
+    for e in BOTH {
+        let prog = program(
+            e,
+            vec![
+                format(Action::Exit, &[]),
+                format(Action::Exit, &[ValueType::Int]),
+                format(Action::Clear { map: 1 }, &[]),
+            ],
+        );
+        let mut maps = Maps::default();
+        assert_eq!(
+            run(&prog, &record(e, 0, &[]), &mut maps).0.unwrap(),
+            Outcome::Exit(0)
+        );
+        let rec = record(e, 1, &[&u64_bytes(-3i64 as u64, e)]);
+        assert_eq!(run(&prog, &rec, &mut maps).0.unwrap(), Outcome::Exit(-3));
+        let (r, text) = run(&prog, &record(e, 2, &[]), &mut maps);
+        assert_eq!(r.unwrap(), Outcome::Clear(1));
+        assert_eq!(text, "");
+    }
+}
+
+#[test]
+fn the_record_is_read_in_the_targets_byte_order() {
+    let prog = program(
+        Endian::Big,
+        vec![
+            format(Action::Print, &[]),
+            format(Action::Print, &[ValueType::Int]),
+        ],
+    );
+    let rec = record(Endian::Big, 1, &[&u64_bytes(7, Endian::Big)]);
+    assert_eq!(run(&prog, &rec, &mut Maps::default()).1, "7\n");
+    // Format 1 written little-endian reads as 2^56 on a big-endian target.
+    let rec = record(Endian::Little, 1, &[&u64_bytes(7, Endian::Little)]);
+    let err = run(&prog, &rec, &mut Maps::default()).0.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output record names format 72057594037927936, but the program has 2 formats"
+    );
+}
+
+#[test]
+fn truncated_records() {
+    let e = Endian::Little;
+    let prog = program(
+        e,
+        vec![format(Action::Print, &[ValueType::Int, ValueType::Str(16)])],
+    );
+    for len in 0..8 {
+        let rec = vec![0u8; len];
+        let err = run(&prog, &rec, &mut Maps::default()).0.unwrap_err();
+        assert!(
+            matches!(err, FmtError::NoHeader { len: l } if l == len),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("output record of {len} bytes is shorter than its 8-byte format id")
+        );
+    }
+    let full = record(e, 0, &[&u64_bytes(1, e), &str16("x")]);
+    for len in 8..full.len() {
+        let (r, text) = run(&prog, &full[..len], &mut Maps::default());
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FmtError::Truncated {
+                    format: 0,
+                    need: 32,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(text, "");
+    }
+    let err = run(&prog, &full[..20], &mut Maps::default()).0.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output record of format 0 is truncated: 20 bytes, 32 needed"
+    );
+    // Padding after the fields, as perf buffers add, is fine.
+    let mut padded = full.clone();
+    padded.extend_from_slice(&[0; 4]);
+    assert_eq!(run(&prog, &padded, &mut Maps::default()).1, "1\tx\n");
+}
+
+#[test]
+fn a_field_beyond_the_formats_size_is_truncation() {
+    let e = Endian::Little;
+    let mut f = format(Action::Print, &[ValueType::Int]);
+    f.fields[0].offset = u32::MAX;
+    let prog = program(e, vec![f]);
+    let err = run(&prog, &record(e, 0, &[&[0; 8]]), &mut Maps::default())
+        .0
+        .unwrap_err();
+    assert!(matches!(err, FmtError::Truncated { .. }), "{err:?}");
+}
+
+#[test]
+fn unknown_formats_and_maps() {
+    let e = Endian::Little;
+    let prog = program(
+        e,
+        vec![
+            format(Action::Clear { map: 9 }, &[]),
+            format(Action::PrintHist { map: 2 }, &[]),
+            format(Action::Printf("%d %y".into()), &[ValueType::Int]),
+        ],
+    );
+    let mut maps = Maps::default();
+    let err = run(&prog, &record(e, 3, &[]), &mut maps).0.unwrap_err();
+    assert!(matches!(
+        err,
+        FmtError::UnknownFormat {
+            format: 3,
+            formats: 3
+        }
+    ));
+    let err = run(&prog, &record(e, u64::MAX, &[]), &mut maps)
+        .0
+        .unwrap_err();
+    assert!(matches!(err, FmtError::UnknownFormat { .. }));
+    let err = run(&prog, &record(e, 0, &[]), &mut maps).0.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output format 0 names map 9, but the program has 2 maps"
+    );
+    let err = run(&prog, &record(e, 1, &[]), &mut maps).0.unwrap_err();
+    assert!(matches!(err, FmtError::UnknownMap { map: 2, .. }));
+    let err = run(&prog, &record(e, 2, &[&[0; 8]]), &mut maps)
+        .0
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "output format 2: bad printf format at byte 4: unknown conversion `%y` (expected one of c d i o u x X p s, or %%)"
+    );
+}
+
+#[test]
+fn write_errors_are_returned() {
+    struct Broken;
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let e = Endian::Little;
+    let prog = program(e, vec![format(Action::Print, &[])]);
+    let err = Printer::new(NoSymbols)
+        .handle(&record(e, 0, &[]), &prog, &mut Maps::default(), &mut Broken)
+        .unwrap_err();
+    assert!(matches!(&err, FmtError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe));
+    assert!(err.to_string().starts_with("writing output: "));
+}
