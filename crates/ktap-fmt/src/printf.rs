@@ -483,4 +483,34 @@ mod tests {
         assert!(Conv::Pointer.wants_number());
         assert!(!Conv::Str.wants_number());
     }
+
+    #[test]
+    fn arbitrary_formats_never_panic() {
+        let alphabet: Vec<char> = "%-+ #0123456789.lhzcdiouxXps*qé\n".chars().collect();
+        let mut state = 1u64;
+        let mut pick = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let args = [
+            Value::Int(-1),
+            Value::Str(b"x".to_vec()),
+            Value::Bool(true),
+            Value::Nil,
+        ];
+        for _ in 0..50_000 {
+            let len = pick() % 12;
+            let f: String = (0..len)
+                .map(|_| alphabet[pick() % alphabet.len()])
+                .collect();
+            match parse(&f) {
+                Ok(pieces) => {
+                    let _ = format(&pieces, &args, &NoSymbols);
+                }
+                Err(e) => assert!(e.offset < f.len(), "{f:?}: {e:?}"),
+            }
+        }
+    }
 }
