@@ -25,6 +25,21 @@ const LONG_KEY: usize = 32;
 /// Rows are sorted by value, largest first, and by key among equal values so the output does not
 /// depend on the table's order. Keys that are not UTF-8 get replacement characters; the printer
 /// writes their bytes.
+///
+/// ```
+/// use ktap_fmt::{render_hist, Value};
+///
+/// let t = [(Value::Str(b"read".to_vec()), 30), (Value::Str(b"write".to_vec()), 10)];
+/// assert_eq!(
+///     render_hist(&t, 20),
+///     concat!(
+///         "                         value ------------- Distribution ------------- count\n",
+///         "                           read |@@@@@@@@@@@@@@@@@@@@@@@@@@@@          30     \n",
+///         "                          write |@@@@@@@@@                             10     \n",
+///     )
+/// );
+/// assert!(render_hist(&t, 1).ends_with("                            ... |\n"));
+/// ```
 pub fn render_hist(entries: &[(Value, i64)], n: usize) -> String {
     let mut out = Vec::new();
     write_hist(entries, n, &mut out);

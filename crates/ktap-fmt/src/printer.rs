@@ -24,12 +24,13 @@ pub enum Outcome {
 /// Read access to the program's tables, for `print_hist`.
 pub trait MapSource {
     /// Every entry of map `map` (an index into [`Program::maps`]) as key and value bytes, in the
-    /// target's byte order.
+    /// target's byte order. For a per-CPU map, one value per key, already combined over CPUs.
     fn entries(&mut self, map: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
 }
 
-/// A record that cannot be printed. Each comes from a bug in whatever produced the record, not
-/// from the script, so the message says what is wrong with the record.
+/// A record that cannot be printed. Apart from `Io`, each comes from a bug in whatever produced
+/// the record or the program, not from the script, so the message says what is wrong with the
+/// record rather than pointing at a script line.
 #[derive(Debug)]
 pub enum FmtError {
     /// Shorter than the format id that starts every record.
