@@ -200,6 +200,7 @@ fn parsed<'a>(
     if cache.len() <= index {
         cache.resize(index + 1, None);
     }
+    // In range: the cache was just grown past `index`.
     let slot = &mut cache[index];
     if !matches!(slot, Some((s, _)) if s == fmt) {
         *slot = Some((fmt.to_string(), printf::parse(fmt)?));
