@@ -1,0 +1,279 @@
+//! tracefs: finding (or mounting) it, and the kernel's tracepoints as the compiler asks for
+//! them through [`ktap_bpf::kernel::Kernel`].
+//!
+//! A kernel has a couple of thousand tracepoints; a pattern usually names one, so a literal
+//! category or name is looked up directly and only the globbed parts of a pattern are listed.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+
+use ktap_bpf::kernel::{glob_match, parse_tp_format, Kernel, TpFormat};
+
+use crate::error::LoadError;
+
+/// Where ktap mounts tracefs when nobody has.
+pub const MOUNT_POINT: &str = "/sys/kernel/tracing";
+
+/// Older systems only reach tracefs through debugfs.
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+
+/// The tracefs root: the first of the usual places that has an `events` directory, else a
+/// fresh mount at [`MOUNT_POINT`]. The mount is left in place: it is a view of kernel state,
+/// not something ktap attached.
+pub fn find_or_mount() -> Result<PathBuf, LoadError> {
+    if let Some(root) = find() {
+        return Ok(root);
+    }
+    let path = PathBuf::from(MOUNT_POINT);
+    mount_tracefs(&path)?;
+    if path.join("events").is_dir() {
+        Ok(path)
+    } else {
+        Err(LoadError::Tracefs {
+            path,
+            reason: "the mount has no events directory (is CONFIG_EVENT_TRACING on?)".into(),
+        })
+    }
+}
+
+/// The tracefs root if tracefs is already mounted.
+pub fn find() -> Option<PathBuf> {
+    [MOUNT_POINT, DEBUGFS_TRACING]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("events").is_dir())
+}
+
+fn mount_tracefs(path: &Path) -> Result<(), LoadError> {
+    let fail = |reason: String| LoadError::Tracefs {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_dir() {
+        return Err(fail(
+            "the directory does not exist (is CONFIG_TRACING on, and sysfs mounted?)".into(),
+        ));
+    }
+    let target = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| fail("the path contains a NUL byte".into()))?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call, and
+    // tracefs takes no mount data.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Err(LoadError::Permission {
+            action: format!("mount tracefs at {}", path.display()),
+        }),
+        // Someone mounted it between our look and our mount.
+        Some(libc::EBUSY) if path.join("events").is_dir() => Ok(()),
+        Some(libc::ENODEV) => Err(fail(
+            "this kernel has no tracefs (built without CONFIG_TRACING)".into(),
+        )),
+        _ => Err(fail(crate::error::describe(&e))),
+    }
+}
+
+/// The running kernel's tracepoints, read from tracefs.
+#[derive(Clone, Debug)]
+pub struct TracefsKernel {
+    root: PathBuf,
+}
+
+impl TracefsKernel {
+    /// The kernel's tracefs, mounting it if needed.
+    pub fn new() -> Result<TracefsKernel, LoadError> {
+        Ok(TracefsKernel {
+            root: find_or_mount()?,
+        })
+    }
+
+    /// A tracefs tree at `root` (a test fixture or an unusual mount point).
+    pub fn at(root: impl Into<PathBuf>) -> TracefsKernel {
+        TracefsKernel { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of one tracepoint.
+    pub fn event_dir(&self, category: &str, name: &str) -> PathBuf {
+        self.root.join("events").join(category).join(name)
+    }
+
+    /// True when tracepoint `category:name` exists.
+    pub fn exists(&self, category: &str, name: &str) -> bool {
+        valid_component(category)
+            && valid_component(name)
+            && self.event_dir(category, name).join("id").is_file()
+    }
+
+    /// The subdirectory names of `dir` matching `pattern`, or just `pattern` itself when it has
+    /// no glob characters and the directory exists (one `stat` instead of a listing).
+    fn matching(&self, dir: &Path, pattern: &str) -> Vec<String> {
+        if !has_glob(pattern) {
+            return if valid_component(pattern) && dir.join(pattern).is_dir() {
+                vec![pattern.to_string()]
+            } else {
+                Vec::new()
+            };
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| glob_match(pattern, n))
+            .collect()
+    }
+}
+
+impl Kernel for TracefsKernel {
+    fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
+        let events = self.root.join("events");
+        let mut out = Vec::new();
+        for cat in self.matching(&events, category) {
+            for n in self.matching(&events.join(&cat), name) {
+                out.push((cat.clone(), n));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn tp_format(&self, category: &str, name: &str) -> Result<TpFormat, String> {
+        if !valid_component(category) || !valid_component(name) {
+            return Err(format!("`{category}:{name}` is not a tracepoint name"));
+        }
+        let path = self.event_dir(category, name).join("format");
+        let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => {
+                format!("tracepoint `{category}:{name}` does not exist on this kernel")
+            }
+            io::ErrorKind::PermissionDenied => format!(
+                "reading {} needs root (tracefs is readable only by root)",
+                path.display()
+            ),
+            _ => format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::error::describe(&e)
+            ),
+        })?;
+        parse_tp_format(category, &text).map_err(|e| {
+            format!(
+                "{}:{}: cannot parse the tracepoint format: {}",
+                path.display(),
+                e.line,
+                e.message
+            )
+        })
+    }
+
+    fn all_tracepoints(&self) -> Vec<String> {
+        // One file lists them all; walking ~100 category directories is the fallback.
+        let mut all: Vec<String> = match fs::read_to_string(self.root.join("available_events")) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.contains(':'))
+                .map(String::from)
+                .collect(),
+            Err(_) => self
+                .tracepoints("*", "*")
+                .into_iter()
+                .map(|(c, n)| format!("{c}:{n}"))
+                .collect(),
+        };
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// A single path component: anything else could walk out of `events/`.
+fn valid_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracefs-shaped tree in a temporary directory.
+    fn fixture() -> (PathBuf, TracefsKernel) {
+        let root = std::env::temp_dir().join(format!("ktap-tracefs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        for (cat, name, id) in [
+            ("syscalls", "sys_enter_openat", 1),
+            ("syscalls", "sys_exit_openat", 2),
+            ("sched", "sched_switch", 3),
+        ] {
+            let dir = root.join("events").join(cat).join(name);
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("id"), format!("{id}\n")).unwrap();
+            fs::write(
+                dir.join("format"),
+                format!(
+                    "name: {name}\nID: {id}\nformat:\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\nprint fmt: \"\"\n"
+                ),
+            )
+            .unwrap();
+        }
+        fs::write(root.join("events").join("syscalls").join("enable"), "0").unwrap();
+        let k = TracefsKernel::at(&root);
+        (root, k)
+    }
+
+    #[test]
+    fn expands_globs_and_reads_formats() {
+        let (root, k) = fixture();
+        assert_eq!(
+            k.tracepoints("syscalls", "*openat"),
+            [
+                ("syscalls".to_string(), "sys_enter_openat".to_string()),
+                ("syscalls".to_string(), "sys_exit_openat".to_string())
+            ]
+        );
+        assert_eq!(k.tracepoints("*", "sched_switch").len(), 1);
+        assert_eq!(k.tracepoints("*", "*").len(), 3);
+        assert!(k.tracepoints("syscalls", "enable").is_empty());
+        assert!(k.tracepoints("nope", "*").is_empty());
+        assert!(k.tracepoints("..", "*").is_empty());
+        assert_eq!(k.tp_format("sched", "sched_switch").unwrap().id, 3);
+        let e = k.tp_format("sched", "nope").unwrap_err();
+        assert!(e.contains("`sched:nope` does not exist"), "{e}");
+        assert!(k.tp_format("../..", "x").is_err());
+        assert_eq!(
+            k.all_tracepoints(),
+            [
+                "sched:sched_switch",
+                "syscalls:sys_enter_openat",
+                "syscalls:sys_exit_openat"
+            ]
+        );
+        assert!(k.exists("sched", "sched_switch"));
+        assert!(!k.exists("sched", "x"));
+        fs::remove_dir_all(root).unwrap();
+    }
+}
