@@ -1,0 +1,537 @@
+//! The interpreter: the fetch-execute loop over the instruction classes, the semantics of every
+//! ALU, jump, load, store and atomic instruction, bpf-to-bpf calls and the instruction budget.
+
+use crate::host::Host;
+use crate::mem::{self, AccessError, Kind, Memory, MAX_FRAMES, STACK};
+use crate::{Fault, RunEnv};
+use ktap_bpf::insn::*;
+use ktap_bpf::Endian;
+
+/// What an access was for, which picks the words of a stack bounds message.
+#[derive(Clone, Copy)]
+pub(crate) enum Access {
+    Read,
+    Write,
+    /// Memory a helper reads or writes through an argument.
+    Indirect,
+}
+
+/// The message for a failed access through register `reg`, in the kernel verifier's words.
+pub(crate) fn access_message(e: AccessError, reg: usize, how: Access) -> String {
+    match e {
+        AccessError::Scalar(0) => format!("R{reg} invalid mem access 'null'"),
+        AccessError::Scalar(_) => format!("R{reg} invalid mem access 'scalar'"),
+        AccessError::MapRef => format!("R{reg} invalid mem access 'map_ptr'"),
+        AccessError::DeadFrame => {
+            format!("R{reg} invalid mem access: the stack of a function that has returned")
+        }
+        AccessError::Stack { off, size } => {
+            let what = match how {
+                Access::Read => "read from",
+                Access::Write => "write to",
+                Access::Indirect => "indirect access to",
+            };
+            format!("invalid {what} stack R{reg} off={off} size={size}")
+        }
+        AccessError::Value { off, size, len } => {
+            format!("invalid access to map value, value_size={len} off={off} size={size}")
+        }
+        AccessError::Ctx { off, size } => {
+            format!("invalid bpf_context access off={off} size={size}")
+        }
+        AccessError::ReadOnly { off, size } => {
+            format!("invalid bpf_context access off={off} size={size}: the context is read-only")
+        }
+    }
+}
+
+/// The caller's state a bpf-to-bpf call saves: where to return and the callee-saved registers.
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    ret: usize,
+    saved: [u64; 4],
+}
+
+/// One run's machine state.
+pub(crate) struct Vm<'a, 'c> {
+    insns: &'a [Insn],
+    pub(crate) env: &'a RunEnv<'a>,
+    pub(crate) host: &'a mut dyn Host,
+    pub(crate) mem: Memory<'c>,
+    pub(crate) regs: [u64; 11],
+    /// `calls[i]` is what frame `i` saved when it called frame `i + 1`.
+    calls: [Frame; MAX_FRAMES],
+    /// Scratch buffers helpers copy keys and values into, reused across calls.
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Vec<u8>,
+}
+
+/// The number of bytes a load or store of `code` moves.
+fn size_of(code: u8) -> u64 {
+    match code & 0x18 {
+        BPF_W => 4,
+        BPF_H => 2,
+        BPF_B => 1,
+        _ => 8,
+    }
+}
+
+/// Sign-extends the low `bytes` bytes of `v`.
+fn sign_extend(v: u64, bytes: u64) -> u64 {
+    match bytes {
+        1 => v as i8 as i64 as u64,
+        2 => v as i16 as i64 as u64,
+        4 => v as i32 as i64 as u64,
+        _ => v,
+    }
+}
+
+/// A 64-bit ALU operation, or `None` for an encoding that does not exist.
+fn alu64(insn: Insn, dst: u64, src: u64) -> Option<u64> {
+    let reg = insn.code & BPF_X != 0;
+    Some(match insn.code & 0xf0 {
+        BPF_ADD => dst.wrapping_add(src),
+        BPF_SUB => dst.wrapping_sub(src),
+        BPF_MUL => dst.wrapping_mul(src),
+        // Division by zero yields 0 and modulo by zero leaves dst alone, as in the kernel;
+        // `wrapping_*` gives LLONG_MIN / -1 = LLONG_MIN and LLONG_MIN % -1 = 0 as it does.
+        BPF_DIV => match (insn.off, src) {
+            (0 | 1, 0) => 0,
+            (0, _) => dst / src,
+            (1, _) => (dst as i64).wrapping_div(src as i64) as u64,
+            _ => return None,
+        },
+        BPF_MOD => match (insn.off, src) {
+            (0 | 1, 0) => dst,
+            (0, _) => dst % src,
+            (1, _) => (dst as i64).wrapping_rem(src as i64) as u64,
+            _ => return None,
+        },
+        BPF_OR => dst | src,
+        BPF_AND => dst & src,
+        BPF_XOR => dst ^ src,
+        BPF_LSH => dst << (src & 63),
+        BPF_RSH => dst >> (src & 63),
+        BPF_ARSH => ((dst as i64) >> (src & 63)) as u64,
+        BPF_NEG if !reg => dst.wrapping_neg(),
+        BPF_MOV => match (insn.off, reg) {
+            (0, _) => src,
+            (8 | 16 | 32, true) => sign_extend(src, insn.off as u64 / 8),
+            _ => return None,
+        },
+        // The ALU64 form of END swaps unconditionally, whatever the target's byte order.
+        BPF_END if !reg => swap(dst, insn.imm)?,
+        _ => return None,
+    })
+}
+
+/// A 32-bit ALU operation on the low halves, or `None` for an encoding that does not exist. The
+/// caller zero-extends the result.
+fn alu32(insn: Insn, dst: u32, src: u32) -> Option<u32> {
+    let reg = insn.code & BPF_X != 0;
+    Some(match insn.code & 0xf0 {
+        BPF_ADD => dst.wrapping_add(src),
+        BPF_SUB => dst.wrapping_sub(src),
+        BPF_MUL => dst.wrapping_mul(src),
+        BPF_DIV => match (insn.off, src) {
+            (0 | 1, 0) => 0,
+            (0, _) => dst / src,
+            (1, _) => (dst as i32).wrapping_div(src as i32) as u32,
+            _ => return None,
+        },
+        BPF_MOD => match (insn.off, src) {
+            (0 | 1, 0) => dst,
+            (0, _) => dst % src,
+            (1, _) => (dst as i32).wrapping_rem(src as i32) as u32,
+            _ => return None,
+        },
+        BPF_OR => dst | src,
+        BPF_AND => dst & src,
+        BPF_XOR => dst ^ src,
+        BPF_LSH => dst << (src & 31),
+        BPF_RSH => dst >> (src & 31),
+        BPF_ARSH => ((dst as i32) >> (src & 31)) as u32,
+        BPF_NEG if !reg => dst.wrapping_neg(),
+        BPF_MOV => match (insn.off, reg) {
+            (0, _) => src,
+            (8, true) => src as i8 as i32 as u32,
+            (16, true) => src as i16 as i32 as u32,
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The low `bits` of `v` byte-swapped, zero-extended; `None` for a width that does not exist.
+fn swap(v: u64, bits: i32) -> Option<u64> {
+    Some(match bits {
+        16 => u64::from((v as u16).swap_bytes()),
+        32 => u64::from((v as u32).swap_bytes()),
+        64 => v.swap_bytes(),
+        _ => return None,
+    })
+}
+
+/// The low `bits` of `v`, zero-extended.
+fn truncate(v: u64, bits: i32) -> Option<u64> {
+    Some(match bits {
+        16 => u64::from(v as u16),
+        32 => u64::from(v as u32),
+        64 => v,
+        _ => return None,
+    })
+}
+
+/// `BPF_ALU | BPF_END`: converts to little (`BPF_TO_LE`) or big (`BPF_TO_BE`) endian from the
+/// byte order of the target, which is a swap when the two differ and a truncation otherwise.
+fn end(insn: Insn, dst: u64, endian: Endian) -> Option<u64> {
+    let want_big = insn.code & BPF_TO_BE != 0;
+    if want_big == (endian == Endian::Big) {
+        truncate(dst, insn.imm)
+    } else {
+        swap(dst, insn.imm)
+    }
+}
+
+/// Whether a conditional jump of operation `op` is taken, or `None` for one that does not exist.
+/// JMP32 passes both operands sign-extended from 32 bits, which keeps every comparison's outcome,
+/// signed or unsigned, the same as on the 32-bit values.
+fn taken(op: u8, a: u64, b: u64) -> Option<bool> {
+    let (sa, sb) = (a as i64, b as i64);
+    Some(match op {
+        BPF_JEQ => a == b,
+        BPF_JNE => a != b,
+        BPF_JGT => a > b,
+        BPF_JGE => a >= b,
+        BPF_JLT => a < b,
+        BPF_JLE => a <= b,
+        BPF_JSET => a & b != 0,
+        BPF_JSGT => sa > sb,
+        BPF_JSGE => sa >= sb,
+        BPF_JSLT => sa < sb,
+        BPF_JSLE => sa <= sb,
+        _ => return None,
+    })
+}
+
+fn sext32(v: u64) -> u64 {
+    v as i32 as i64 as u64
+}
+
+fn unknown(pc: usize, insn: Insn) -> Fault {
+    Fault::new(pc, format!("unknown opcode {:#04x}", insn.code))
+}
+
+fn read_only(pc: usize) -> Fault {
+    Fault::new(pc, "frame pointer is read only")
+}
+
+/// The `r10` of frame `depth`: the end of its stack.
+fn frame_pointer(depth: usize) -> u64 {
+    mem::pointer(Kind::Stack, depth as u32, STACK as i64)
+}
+
+impl<'a, 'c> Vm<'a, 'c> {
+    pub(crate) fn new(
+        insns: &'a [Insn],
+        ctx: &'c mut [u8],
+        env: &'a RunEnv<'a>,
+        host: &'a mut dyn Host,
+    ) -> Vm<'a, 'c> {
+        let mut regs = [0; 11];
+        regs[1] = mem::pointer(Kind::Ctx, 0, 0);
+        regs[10] = frame_pointer(0);
+        Vm {
+            insns,
+            env,
+            host,
+            mem: Memory::new(ctx, env.ctx_writable),
+            regs,
+            calls: [Frame::default(); MAX_FRAMES],
+            key: Vec::new(),
+            value: Vec::new(),
+        }
+    }
+
+    /// Runs to the final `exit` or a fault, then writes changed map values back.
+    pub(crate) fn run(mut self) -> Result<u64, Fault> {
+        let result = self.execute();
+        self.mem.flush(&mut *self.host);
+        result
+    }
+
+    /// The index `pc + 1 + delta`, if it is an instruction of the function.
+    fn target(&self, pc: usize, delta: i64) -> Result<usize, Fault> {
+        let t = pc as i64 + 1 + delta;
+        if t < 0 || t >= self.insns.len() as i64 {
+            return Err(Fault::new(
+                pc,
+                format!("jump out of range from insn {pc} to {t}"),
+            ));
+        }
+        Ok(t as usize)
+    }
+
+    fn execute(&mut self) -> Result<u64, Fault> {
+        let insns = self.insns;
+        let endian = self.env.endian;
+        let mut left = self.env.budget;
+        let mut pc = 0;
+        loop {
+            let Some(&insn) = insns.get(pc) else {
+                return Err(if pc == 0 {
+                    Fault::new(0, "the program is empty")
+                } else {
+                    Fault::new(pc - 1, "last insn is not an exit or jmp")
+                });
+            };
+            if left == 0 {
+                return Err(Fault::new(
+                    pc,
+                    format!(
+                        "instruction budget of {} exhausted (an endless loop?)",
+                        self.env.budget
+                    ),
+                ));
+            }
+            left -= 1;
+            let (d, s) = (insn.dst as usize, insn.src as usize);
+            if d > 10 || s > 10 {
+                return Err(Fault::new(pc, format!("R{} is invalid", d.max(s))));
+            }
+            let reg = insn.code & BPF_X != 0;
+            match insn.class() {
+                BPF_ALU64 => {
+                    if d == 10 {
+                        return Err(read_only(pc));
+                    }
+                    let src = if reg {
+                        self.regs[s]
+                    } else {
+                        insn.imm as i64 as u64
+                    };
+                    self.regs[d] =
+                        alu64(insn, self.regs[d], src).ok_or_else(|| unknown(pc, insn))?;
+                    pc += 1;
+                }
+                BPF_ALU => {
+                    if d == 10 {
+                        return Err(read_only(pc));
+                    }
+                    let v = if insn.code & 0xf0 == BPF_END {
+                        end(insn, self.regs[d], endian)
+                    } else {
+                        let src = if reg {
+                            self.regs[s] as u32
+                        } else {
+                            insn.imm as u32
+                        };
+                        alu32(insn, self.regs[d] as u32, src).map(u64::from)
+                    };
+                    self.regs[d] = v.ok_or_else(|| unknown(pc, insn))?;
+                    pc += 1;
+                }
+                class @ (BPF_JMP | BPF_JMP32) => {
+                    let wide = class == BPF_JMP;
+                    match insn.code & 0xf0 {
+                        BPF_JA if !reg => {
+                            // `gotol` (JMP32) carries its 32-bit offset in imm.
+                            let delta = if wide {
+                                insn.off as i64
+                            } else {
+                                insn.imm as i64
+                            };
+                            pc = self.target(pc, delta)?;
+                        }
+                        BPF_CALL if wide && !reg => pc = self.call(pc, insn)?,
+                        BPF_EXIT if wide && !reg => match self.ret() {
+                            Some(next) => pc = next,
+                            None => return Ok(self.regs[0]),
+                        },
+                        op => {
+                            let (mut a, mut b) = (self.regs[d], self.regs[s]);
+                            if !reg {
+                                b = insn.imm as i64 as u64;
+                            }
+                            if !wide {
+                                (a, b) = (sext32(a), sext32(b));
+                            }
+                            let jump = taken(op, a, b).ok_or_else(|| unknown(pc, insn))?;
+                            let t = self.target(pc, insn.off as i64)?;
+                            pc = if jump { t } else { pc + 1 };
+                        }
+                    }
+                }
+                BPF_LDX => {
+                    if d == 10 {
+                        return Err(read_only(pc));
+                    }
+                    let size = size_of(insn.code);
+                    let signed = match insn.code & 0xe0 {
+                        BPF_MEM => false,
+                        BPF_MEMSX if size != 8 => true,
+                        _ => return Err(unknown(pc, insn)),
+                    };
+                    let addr = self.regs[s].wrapping_add(insn.off as i64 as u64);
+                    let v = self
+                        .mem
+                        .load(addr, size, endian)
+                        .map_err(|e| Fault::new(pc, access_message(e, s, Access::Read)))?;
+                    self.regs[d] = if signed { sign_extend(v, size) } else { v };
+                    pc += 1;
+                }
+                BPF_ST | BPF_STX => {
+                    let size = size_of(insn.code);
+                    let addr = self.regs[d].wrapping_add(insn.off as i64 as u64);
+                    match (insn.code & 0xe0, insn.class()) {
+                        (BPF_MEM, BPF_ST) => {
+                            self.store(pc, d, addr, size, insn.imm as i64 as u64)?
+                        }
+                        (BPF_MEM, _) => self.store(pc, d, addr, size, self.regs[s])?,
+                        (BPF_ATOMIC, BPF_STX) if size >= 4 => self.atomic(pc, insn, addr, size)?,
+                        _ => return Err(unknown(pc, insn)),
+                    }
+                    pc += 1;
+                }
+                _ if insn.is_ld_imm64() => {
+                    if d == 10 {
+                        return Err(read_only(pc));
+                    }
+                    self.regs[d] = self.ld_imm64(pc, insn)?;
+                    pc += 2;
+                }
+                _ => return Err(unknown(pc, insn)),
+            }
+        }
+    }
+
+    fn store(&mut self, pc: usize, d: usize, addr: u64, size: u64, v: u64) -> Result<(), Fault> {
+        self.mem
+            .store(addr, size, v, self.env.endian)
+            .map_err(|e| Fault::new(pc, access_message(e, d, Access::Write)))
+    }
+
+    /// `lock *(size *)(dst + off) op= src`, with the fetching forms leaving the old value in
+    /// `src` (in `r0` for CMPXCHG), zero-extended when 32 bits wide.
+    fn atomic(&mut self, pc: usize, insn: Insn, addr: u64, size: u64) -> Result<(), Fault> {
+        let (d, s) = (insn.dst as usize, insn.src as usize);
+        const ADD: i32 = BPF_ADD as i32;
+        const OR: i32 = BPF_OR as i32;
+        const AND: i32 = BPF_AND as i32;
+        const XOR: i32 = BPF_XOR as i32;
+        let op = insn.imm;
+        let base = op & !BPF_FETCH;
+        if !matches!(base, ADD | OR | AND | XOR) && op != BPF_XCHG && op != BPF_CMPXCHG {
+            return Err(Fault::new(
+                pc,
+                format!("BPF_ATOMIC uses invalid atomic opcode {op:#04x}"),
+            ));
+        }
+        let fetch = op & BPF_FETCH != 0;
+        if fetch && op != BPF_CMPXCHG && s == 10 {
+            return Err(read_only(pc));
+        }
+        let endian = self.env.endian;
+        let mask = if size == 4 {
+            u64::from(u32::MAX)
+        } else {
+            u64::MAX
+        };
+        let (src, expected) = (self.regs[s], self.regs[0] & mask);
+        let cell = self
+            .mem
+            .write(addr, size)
+            .map_err(|e| Fault::new(pc, access_message(e, d, Access::Write)))?;
+        let old = mem::get(cell, endian);
+        let new = match op {
+            BPF_XCHG => src,
+            BPF_CMPXCHG if old == expected => src,
+            BPF_CMPXCHG => old,
+            _ => match base {
+                ADD => old.wrapping_add(src),
+                OR => old | src,
+                AND => old & src,
+                _ => old ^ src,
+            },
+        };
+        mem::put(cell, new & mask, endian);
+        if op == BPF_CMPXCHG {
+            self.regs[0] = old;
+        } else if fetch {
+            self.regs[s] = old;
+        }
+        Ok(())
+    }
+
+    /// The value of a two-slot `ld_imm64` at `pc`: the 64-bit immediate, or with
+    /// `src == BPF_PSEUDO_MAP_FD` a reference to the map the immediate indexes.
+    fn ld_imm64(&self, pc: usize, insn: Insn) -> Result<u64, Fault> {
+        let hi = match self.insns.get(pc + 1) {
+            Some(&hi) if hi == Insn::new(0, 0, 0, 0, hi.imm) => hi.imm as u32,
+            _ => return Err(Fault::new(pc, "invalid bpf_ld_imm64 insn")),
+        };
+        let lo = insn.imm as u32;
+        match insn.src {
+            0 => Ok(u64::from(hi) << 32 | u64::from(lo)),
+            BPF_PSEUDO_MAP_FD if hi == 0 && (lo as usize) < self.env.maps.len() => {
+                Ok(mem::pointer(Kind::MapRef, lo, 0))
+            }
+            BPF_PSEUDO_MAP_FD => Err(Fault::new(
+                pc,
+                format!("fd {} is not pointing to valid bpf_map", insn.imm),
+            )),
+            src => Err(Fault::new(
+                pc,
+                format!("unsupported bpf_ld_imm64 src {src}"),
+            )),
+        }
+    }
+
+    /// A `call` at `pc`: a helper, or with `src == BPF_PSEUDO_CALL` a function of the same
+    /// program at `pc + 1 + imm`, which gets a fresh stack while r6-r9 are saved for the return.
+    /// Returns the next instruction's index.
+    fn call(&mut self, pc: usize, insn: Insn) -> Result<usize, Fault> {
+        match insn.src {
+            0 => {
+                self.regs[0] = self.call_helper(pc, insn.imm)?;
+                Ok(pc + 1)
+            }
+            BPF_PSEUDO_CALL => {
+                let target = self
+                    .target(pc, insn.imm as i64)
+                    .map_err(|_| Fault::new(pc, "call to invalid destination"))?;
+                let depth = self.mem.frames();
+                if depth >= MAX_FRAMES {
+                    return Err(Fault::new(
+                        pc,
+                        format!("the call stack of {} frames is too deep", depth + 1),
+                    ));
+                }
+                let mut saved = [0; 4];
+                saved.copy_from_slice(&self.regs[6..10]);
+                self.calls[depth - 1] = Frame { ret: pc + 1, saved };
+                self.mem.push_frame();
+                self.regs[10] = frame_pointer(depth);
+                Ok(target)
+            }
+            _ => Err(Fault::new(
+                pc,
+                "calls of kernel functions are not supported",
+            )),
+        }
+    }
+
+    /// An `exit`: returns to the caller's next instruction, restoring its r6-r10, or `None` when
+    /// the entry function exits.
+    fn ret(&mut self) -> Option<usize> {
+        let depth = self.mem.frames();
+        if depth <= 1 {
+            return None;
+        }
+        self.mem.pop_frame();
+        let caller = self.calls[depth - 2];
+        self.regs[6..10].copy_from_slice(&caller.saved);
+        self.regs[10] = frame_pointer(depth - 2);
+        Some(caller.ret)
+    }
+}
