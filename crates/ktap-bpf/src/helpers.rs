@@ -80,6 +80,13 @@ pub const PROBE_READ_KERNEL: i32 = 113;
 pub const PROBE_READ_USER_STR: i32 = 114;
 pub const PROBE_READ_KERNEL_STR: i32 = 115;
 
+/// `flags` of `map_update_elem`: create or replace.
+pub const BPF_ANY: u64 = 0;
+/// `flags` of `map_update_elem`: create only; an existing key is an error (`-EEXIST`).
+pub const BPF_NOEXIST: u64 = 1;
+/// `flags` of `map_update_elem`: replace only; a missing key is an error (`-ENOENT`).
+pub const BPF_EXIST: u64 = 2;
+
 /// First id of the userspace-only helpers, far above any kernel helper number.
 pub const USER_BASE: i32 = 0x7000_0000;
 /// `next_key(map, key_or_null, next)`: 0 and `next` written, or nonzero at the end.
