@@ -230,7 +230,7 @@ pub struct MapDef {
 }
 
 /// A value inside an output record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Field {
     /// Byte offset from the start of the record (the format id occupies bytes 0..8).
     pub offset: u32,

@@ -211,6 +211,8 @@ pub struct Limits {
     pub table_cap: u32,
     /// `arg[0]`, `arg[1]`, ...: the script name and its arguments.
     pub script_args: Vec<String>,
+    /// `-p PID`: probes ignore events of every other process.
+    pub pid: Option<u32>,
 }
 
 /// Resolves names and infers types for the whole script.

@@ -1,0 +1,1864 @@
+//! Lowering: a checked script to IR, one function per probe (each expanded event) and per
+//! userspace block, plus the maps and output formats they share.
+//!
+//! Values: numbers and booleans live in virtual registers; strings live in stack buffers whose
+//! size is their capacity rounded up to 8 bytes, always NUL-padded so they can serve as map keys
+//! and be compared word by word; tables are BPF maps. Reading a missing table entry gives 0 or
+//! the empty string; `t[k] == nil` and `if (t[k])` test presence. Globals live in one array map
+//! entry whose address each block looks up once. Functions are inlined at every call.
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
+use crate::types::{const_int, Binding, BuiltinVar, Limits, Mode, Ty, Typed};
+use ktap_bpf::helpers as h;
+use ktap_bpf::insn::*;
+use ktap_bpf::kernel::TpFormat;
+use ktap_bpf::{Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER};
+use std::collections::HashMap;
+
+/// `BPF_F_CURRENT_CPU` for `perf_event_output`.
+const CURRENT_CPU: i64 = 0xffff_ffff;
+/// `map_update_elem` flags.
+const BPF_ANY: i64 = 0;
+const BPF_NOEXIST: i64 = 1;
+const EEXIST: i32 = 17;
+
+/// What lowering produces for the whole script.
+pub struct Lowered {
+    pub maps: Vec<MapDef>,
+    pub formats: Vec<Format>,
+    pub blocks: Vec<LoweredBlock>,
+}
+
+/// One function and where it runs.
+pub struct LoweredBlock {
+    pub kind: BlockKind,
+    pub ir: IrFunc,
+    pub span: Span,
+}
+
+pub enum BlockKind {
+    Probe { event: TpFormat },
+    Profile { period_ns: u64 },
+    Begin,
+    Tick { period_ns: u64 },
+    End,
+}
+
+/// Rounds a byte count up to whole 8-byte words.
+fn round8(n: u32) -> u32 {
+    n.div_ceil(8) * 8
+}
+
+fn vtype(t: Ty) -> ValueType {
+    match t {
+        Ty::Str(n) => ValueType::Str(round8(n)),
+        Ty::Bool => ValueType::Bool,
+        Ty::Nil | Ty::Unknown => ValueType::Nil,
+        _ => ValueType::Int,
+    }
+}
+
+/// Lowers every block of a checked script.
+pub fn lower(script: &Script, typed: &Typed, target: ktap_bpf::Target, limits: &Limits) -> Result<Lowered, Vec<Diagnostic>> {
+    let mut g = Shared::new(typed, target, limits);
+    let mut blocks = Vec::new();
+    let mut errors = Vec::new();
+    let mut begin: Vec<&Stmt> = Vec::new();
+    let mut begin_span: Option<Span> = None;
+    for (i, item) in script.items.iter().enumerate() {
+        let mut run = |g: &mut Shared, kind: BlockKind, mode: Mode, stmts: &[&Stmt], span: Span, event: Option<&TpFormat>| {
+            match FnLower::new(g, mode, event).run(stmts) {
+                Ok(ir) => blocks.push(LoweredBlock { kind, ir, span }),
+                Err(d) => errors.push(d),
+            }
+        };
+        match item {
+            Item::Stmt(s) => {
+                if !matches!(s.kind, StmtKind::Function(_)) {
+                    begin_span = Some(begin_span.map_or(s.span, |b| b.to(s.span)));
+                    begin.push(s);
+                }
+            }
+            Item::Trace(tr) => {
+                let stmts: Vec<&Stmt> = tr.body.stmts.iter().collect();
+                for ev in &typed.traces[&i].events {
+                    run(&mut g, BlockKind::Probe { event: ev.clone() }, Mode::Kernel, &stmts, tr.span, Some(ev));
+                }
+            }
+            Item::Profile { period, body, span } => {
+                let stmts: Vec<&Stmt> = body.stmts.iter().collect();
+                run(&mut g, BlockKind::Profile { period_ns: period.ns }, Mode::Kernel, &stmts, *span, None);
+            }
+            Item::Tick { period, body, span } => {
+                let stmts: Vec<&Stmt> = body.stmts.iter().collect();
+                run(&mut g, BlockKind::Tick { period_ns: period.ns }, Mode::User, &stmts, *span, None);
+            }
+            Item::TraceEnd { body, span } => {
+                let stmts: Vec<&Stmt> = body.stmts.iter().collect();
+                run(&mut g, BlockKind::End, Mode::User, &stmts, *span, None);
+            }
+        }
+    }
+    if !begin.is_empty() {
+        let span = begin_span.unwrap_or_default();
+        match FnLower::new(&mut g, Mode::User, None).run(&begin) {
+            Ok(ir) => blocks.insert(0, LoweredBlock { kind: BlockKind::Begin, ir, span }),
+            Err(d) => errors.push(d),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|d| d.span.lo);
+        return Err(errors);
+    }
+    Ok(Lowered {
+        maps: g.maps,
+        formats: g.formats,
+        blocks,
+    })
+}
+
+/// State shared by every block: maps and formats.
+struct Shared<'a> {
+    typed: &'a Typed,
+    target: ktap_bpf::Target,
+    maps: Vec<MapDef>,
+    formats: Vec<Format>,
+    /// Map index of each table.
+    table_map: Vec<u32>,
+    output: u32,
+    globals: Option<u32>,
+    global_off: Vec<u32>,
+    str_cap: u32,
+    script_args: Vec<String>,
+    pid: Option<u32>,
+    /// Formats by their content, so a print inlined twice or in many probes shares one id.
+    format_ids: HashMap<(String, Vec<Field>, u32), u32>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(typed: &'a Typed, target: ktap_bpf::Target, limits: &Limits) -> Shared<'a> {
+        let mut maps = Vec::new();
+        let mut table_map = Vec::new();
+        for t in &typed.tables {
+            let key = match t.key.ty {
+                Ty::Unknown | Ty::Nil => Ty::Num,
+                k => k,
+            };
+            let value = match t.value.ty {
+                Ty::Unknown | Ty::Nil => Ty::Num,
+                v => v,
+            };
+            let (key, value) = (vtype(key), vtype(value));
+            table_map.push(maps.len() as u32);
+            maps.push(MapDef {
+                name: t.name.clone(),
+                kind: MapKind::Hash,
+                role: MapRole::Table,
+                key,
+                value,
+                key_size: key.size(),
+                value_size: value.size(),
+                max_entries: t.capacity,
+                span: t.span,
+            });
+        }
+        let output = maps.len() as u32;
+        maps.push(MapDef {
+            name: "ktap_output".into(),
+            kind: MapKind::PerfEventArray,
+            role: MapRole::Output,
+            key: ValueType::Int,
+            value: ValueType::Int,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 0,
+            span: Span::default(),
+        });
+        let mut global_off = Vec::new();
+        let mut size = 0;
+        for gl in &typed.globals {
+            global_off.push(size);
+            size += match gl.slot.ty {
+                Ty::Str(n) => round8(n),
+                Ty::Table(_) => 0,
+                _ => 8,
+            };
+        }
+        let globals = if size > 0 {
+            maps.push(MapDef {
+                name: "ktap_globals".into(),
+                kind: MapKind::Array,
+                role: MapRole::Globals,
+                key: ValueType::Int,
+                value: ValueType::Nil,
+                key_size: 4,
+                value_size: size,
+                max_entries: 1,
+                span: Span::default(),
+            });
+            Some(maps.len() as u32 - 1)
+        } else {
+            None
+        };
+        Shared {
+            typed,
+            target,
+            maps,
+            formats: Vec::new(),
+            table_map,
+            output,
+            globals,
+            global_off,
+            str_cap: limits.str_cap,
+            script_args: limits.script_args.clone(),
+            pid: limits.pid,
+            format_ids: HashMap::new(),
+        }
+    }
+
+    fn format(&mut self, action: Action, fields: Vec<Field>, size: u32, span: Span) -> u32 {
+        let key = (format!("{:?}", action), fields.clone(), size);
+        if let Some(id) = self.format_ids.get(&key) {
+            return *id;
+        }
+        let id = self.formats.len() as u32;
+        self.formats.push(Format {
+            action,
+            fields,
+            size,
+            span,
+        });
+        self.format_ids.insert(key, id);
+        id
+    }
+}
+
+/// A lowered value.
+#[derive(Clone, Copy, Debug)]
+enum Val {
+    /// A number or boolean.
+    Num(Opnd),
+    /// A NUL-padded stack buffer at `r10 + off` of `size` bytes (a multiple of 8).
+    Str { off: i16, size: u32 },
+    Nil,
+    Table(u32),
+}
+
+/// Where a local variable lives.
+#[derive(Clone, Copy, Debug)]
+enum Local {
+    Reg(VReg),
+    Buf { off: i16, size: u32 },
+    Table(u32),
+}
+
+struct Inline {
+    ret_label: Label,
+    /// Where `return` leaves its value.
+    result: Option<Local>,
+}
+
+struct FnLower<'s, 'a> {
+    g: &'s mut Shared<'a>,
+    f: IrFunc,
+    mode: Mode,
+    event: Option<&'s TpFormat>,
+    ctx: VReg,
+    /// The globals' address, looked up once at entry when the block needs it.
+    gp: Option<VReg>,
+    /// Current stack depth in bytes below r10.
+    sp: u32,
+    locals: HashMap<u32, Local>,
+    /// Loop exit labels, innermost last.
+    breaks: Vec<Label>,
+    inlines: Vec<Inline>,
+    span: Span,
+    /// A zeroed 8-byte stack word, used as the key of array lookups.
+    zero_key: Option<i16>,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+impl<'s, 'a> FnLower<'s, 'a> {
+    fn new(g: &'s mut Shared<'a>, mode: Mode, event: Option<&'s TpFormat>) -> FnLower<'s, 'a> {
+        FnLower {
+            g,
+            f: IrFunc::default(),
+            mode,
+            event,
+            ctx: 0,
+            gp: None,
+            sp: 0,
+            locals: HashMap::new(),
+            breaks: Vec::new(),
+            inlines: Vec::new(),
+            span: Span::default(),
+            zero_key: None,
+        }
+    }
+
+    fn run(mut self, stmts: &[&Stmt]) -> R<IrFunc> {
+        self.ctx = self.f.new_reg();
+        self.push(Inst::EntryCtx { dst: self.ctx });
+        if let (Mode::Kernel, Some(pid)) = (self.mode, self.g.pid) {
+            let r = self.f.new_reg();
+            self.push(Inst::Call { helper: h::GET_CURRENT_PID_TGID, args: vec![], dst: Some(r) });
+            self.push(Inst::Alu { op: BPF_RSH, dst: r, src: Opnd::Imm(32), w32: false });
+            let ours = self.f.new_label();
+            self.push(Inst::Jmp { op: BPF_JEQ, a: r, b: Opnd::Imm(pid as i32), target: ours });
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(ours));
+        }
+        if self.g.globals.is_some() && stmts.iter().any(|s| self.uses_globals_stmt(s)) {
+            let gmap = self.g.globals.unwrap_or_default();
+            let key = self.zero_word();
+            let gp = self.f.new_reg();
+            self.push(Inst::Call {
+                helper: h::MAP_LOOKUP_ELEM,
+                args: vec![Arg::Map(gmap), Arg::Fp(key)],
+                dst: Some(gp),
+            });
+            let ok = self.f.new_label();
+            self.push(Inst::Jmp { op: BPF_JNE, a: gp, b: Opnd::Imm(0), target: ok });
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(ok));
+            self.gp = Some(gp);
+        }
+        for s in stmts {
+            self.stmt(s)?;
+        }
+        self.span = stmts.last().map_or(Span::default(), |s| Span::new(s.span.hi, s.span.hi));
+        self.push(Inst::Exit { code: Opnd::Imm(0) });
+        self.f.frame = self.f.frame.max(self.sp);
+        // A block that never needs its context does not keep it in a register.
+        let ctx = self.ctx;
+        if !self.f.insts.iter().any(|(i, _)| i.uses().contains(&ctx)) {
+            self.f.insts.retain(|(i, _)| !matches!(i, Inst::EntryCtx { .. }));
+        }
+        Ok(self.f)
+    }
+
+    /// Whether a statement, or a function it calls, reads or writes a global variable.
+    fn uses_globals_stmt(&self, s: &Stmt) -> bool {
+        let mut found = false;
+        let mut seen = Vec::new();
+        self.scan_stmt(s, &mut found, &mut seen);
+        found
+    }
+
+    fn scan_stmt(&self, s: &Stmt, found: &mut bool, seen: &mut Vec<u32>) {
+        let mut exprs: Vec<&Expr> = Vec::new();
+        let mut blocks: Vec<&Block> = Vec::new();
+        match &s.kind {
+            StmtKind::Var { names, values } => {
+                // A `var` of top-level code declares globals (no declaration id of its own).
+                if names.iter().any(|n| !self.g.typed.decls.contains_key(&n.span.lo)) {
+                    *found = true;
+                }
+                exprs.extend(values);
+            }
+            StmtKind::Assign { targets, values } => {
+                exprs.extend(targets);
+                exprs.extend(values);
+            }
+            StmtKind::AddAssign { target, value } | StmtKind::Aggregate { target, value } => {
+                exprs.push(target);
+                exprs.push(value);
+            }
+            StmtKind::Expr(e) => exprs.push(e),
+            StmtKind::If { arms, otherwise } => {
+                for (c, b) in arms {
+                    exprs.push(c);
+                    blocks.push(b);
+                }
+                blocks.extend(otherwise);
+            }
+            StmtKind::While { cond, body } | StmtKind::Repeat { body, cond } => {
+                exprs.push(cond);
+                blocks.push(body);
+            }
+            StmtKind::ForNum { start, end, step, body, .. } => {
+                exprs.push(start);
+                exprs.push(end);
+                exprs.extend(step);
+                blocks.push(body);
+            }
+            StmtKind::ForIn { iter, body, .. } => {
+                exprs.push(iter);
+                blocks.push(body);
+            }
+            StmtKind::Return(e) => exprs.extend(e),
+            StmtKind::Break | StmtKind::Function(_) => {}
+        }
+        for e in exprs {
+            self.scan_expr(e, found, seen);
+        }
+        for b in blocks {
+            for st in &b.stmts {
+                self.scan_stmt(st, found, seen);
+            }
+        }
+    }
+
+    fn scan_expr(&self, e: &Expr, found: &mut bool, seen: &mut Vec<u32>) {
+        if *found {
+            return;
+        }
+        match self.g.typed.bindings.get(&e.id) {
+            Some(Binding::Global(g)) if !matches!(self.g.typed.globals[*g as usize].slot.ty, Ty::Table(_)) => {
+                *found = true;
+                return;
+            }
+            Some(Binding::Func(f)) if !seen.contains(f) => {
+                seen.push(*f);
+                for st in &self.g.typed.funcs[*f as usize].decl.body.stmts {
+                    self.scan_stmt(st, found, seen);
+                }
+            }
+            _ => {}
+        }
+        match &e.kind {
+            ExprKind::Index { obj, key } => {
+                self.scan_expr(obj, found, seen);
+                self.scan_expr(key, found, seen);
+            }
+            ExprKind::Field { obj, .. } => self.scan_expr(obj, found, seen),
+            ExprKind::Call { callee, args } => {
+                self.scan_expr(callee, found, seen);
+                for a in args {
+                    self.scan_expr(a, found, seen);
+                }
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.scan_expr(lhs, found, seen);
+                self.scan_expr(rhs, found, seen);
+            }
+            ExprKind::Unary { expr, .. } => self.scan_expr(expr, found, seen),
+            ExprKind::Table(items) => {
+                for it in items {
+                    match it {
+                        TableItem::Positional(v) | TableItem::Named(_, v) => self.scan_expr(v, found, seen),
+                        TableItem::Keyed(k, v) => {
+                            self.scan_expr(k, found, seen);
+                            self.scan_expr(v, found, seen);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, i: Inst) {
+        self.f.push(i, self.span);
+    }
+
+    fn err(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(span, msg)
+    }
+
+    /// Reserves `size` bytes (a multiple of 8) of stack; returns the offset from r10.
+    fn alloc(&mut self, size: u32, span: Span) -> R<i16> {
+        self.sp += round8(size.max(8));
+        self.f.frame = self.f.frame.max(self.sp);
+        if self.sp > 512 {
+            return Err(self.err(
+                span,
+                format!("this needs {} bytes of stack, more than the 512 a probe may use", self.sp),
+            ));
+        }
+        Ok(-(self.sp as i16))
+    }
+
+    fn zero_word(&mut self) -> i16 {
+        if let Some(off) = self.zero_key {
+            return off;
+        }
+        // The first allocation of a block cannot exceed the stack limit.
+        let off = self.alloc(8, self.span).unwrap_or(-8);
+        self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off, src: Opnd::Imm(0) });
+        self.zero_key = Some(off);
+        off
+    }
+
+    fn ty(&self, e: &Expr) -> Ty {
+        self.g.typed.expr_ty.get(&e.id).copied().unwrap_or(Ty::Unknown)
+    }
+
+    fn reg(&mut self, o: Opnd) -> VReg {
+        match o {
+            Opnd::V(v) => v,
+            Opnd::Imm(i) => {
+                let v = self.f.new_reg();
+                self.push(Inst::Mov { dst: v, src: Opnd::Imm(i) });
+                v
+            }
+        }
+    }
+
+    fn konst(&mut self, n: i64) -> Opnd {
+        match i32::try_from(n) {
+            Ok(i) => Opnd::Imm(i),
+            Err(_) => {
+                let v = self.f.new_reg();
+                self.push(Inst::Const { dst: v, imm: n });
+                Opnd::V(v)
+            }
+        }
+    }
+
+    // ---- memory helpers ----
+
+    /// Fills `size` bytes at `r10 + off` with zeros.
+    fn zero_buf(&mut self, off: i16, size: u32) {
+        for w in 0..size / 8 {
+            self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: off + (w * 8) as i16, src: Opnd::Imm(0) });
+        }
+    }
+
+    /// Copies a string value into a buffer of `dsize` bytes, zero-padding or truncating.
+    fn copy_str(&mut self, (doff, dsize): (i16, u32), src: Val) {
+        match src {
+            Val::Str { off, size } => {
+                if off == doff {
+                    return;
+                }
+                let n = size.min(dsize);
+                let t = self.f.new_reg();
+                for w in 0..n / 8 {
+                    let o = (w * 8) as i16;
+                    self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::Fp, off: off + o });
+                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: doff + o, src: Opnd::V(t) });
+                }
+                for w in n / 8..dsize / 8 {
+                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: doff + (w * 8) as i16, src: Opnd::Imm(0) });
+                }
+                if size > dsize {
+                    // Truncated: keep the terminating NUL.
+                    self.push(Inst::Store { size: BPF_B, base: Base::Fp, off: doff + dsize as i16 - 1, src: Opnd::Imm(0) });
+                }
+            }
+            _ => self.zero_buf(doff, dsize),
+        }
+    }
+
+    /// Writes constant bytes (NUL-padded) into a buffer.
+    fn const_str(&mut self, off: i16, size: u32, bytes: &[u8]) {
+        let mut buf = vec![0u8; size as usize];
+        let n = bytes.len().min(size as usize - 1);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        for (w, chunk) in buf.chunks(4).enumerate() {
+            let word: [u8; 4] = chunk.try_into().unwrap_or([0; 4]);
+            let v = match self.g.target.endian {
+                Endian::Little => i32::from_le_bytes(word),
+                Endian::Big => i32::from_be_bytes(word),
+            };
+            self.push(Inst::Store { size: BPF_W, base: Base::Fp, off: off + (w * 4) as i16, src: Opnd::Imm(v) });
+        }
+    }
+
+    /// A string value as a buffer of exactly `size` bytes (copying when it differs).
+    fn str_buf(&mut self, v: Val, size: u32, span: Span) -> R<i16> {
+        if let Val::Str { off, size: s } = v {
+            if s == size {
+                return Ok(off);
+            }
+        }
+        let off = self.alloc(size, span)?;
+        self.copy_str((off, size), v);
+        Ok(off)
+    }
+
+    /// Stores a value into memory at `base + off` with the layout of type `ty`.
+    fn store_val(&mut self, base: Base, off: i16, ty: ValueType, v: Val) {
+        match ty {
+            ValueType::Str(size) => {
+                // Copy through a temporary register word by word.
+                let t = self.f.new_reg();
+                let (soff, ssize) = match v {
+                    Val::Str { off, size } => (Some(off), size),
+                    _ => (None, 0),
+                };
+                for w in 0..size / 8 {
+                    let o = (w * 8) as i16;
+                    let src = match soff {
+                        Some(s) if (w * 8) < ssize => {
+                            self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::Fp, off: s + o });
+                            Opnd::V(t)
+                        }
+                        _ => Opnd::Imm(0),
+                    };
+                    self.push(Inst::Store { size: BPF_DW, base, off: off + o, src });
+                }
+            }
+            ValueType::Nil => {}
+            _ => {
+                let src = match v {
+                    Val::Num(o) => o,
+                    _ => Opnd::Imm(0),
+                };
+                self.push(Inst::Store { size: BPF_DW, base, off, src });
+            }
+        }
+    }
+
+    /// Loads a value of type `ty` from `base + off` (strings are copied onto the stack).
+    fn load_val(&mut self, base: VReg, off: i16, ty: ValueType, span: Span) -> R<Val> {
+        match ty {
+            ValueType::Str(size) => {
+                let dst = self.alloc(size, span)?;
+                let t = self.f.new_reg();
+                for w in 0..size / 8 {
+                    let o = (w * 8) as i16;
+                    self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::V(base), off: off + o });
+                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: dst + o, src: Opnd::V(t) });
+                }
+                Ok(Val::Str { off: dst, size })
+            }
+            ValueType::Nil => Ok(Val::Nil),
+            _ => {
+                let v = self.f.new_reg();
+                self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::V(base), off });
+                Ok(Val::Num(Opnd::V(v)))
+            }
+        }
+    }
+
+    // ---- statements ----
+
+    fn block(&mut self, b: &Block) -> R<()> {
+        let mark = self.sp;
+        for s in &b.stmts {
+            self.stmt(s)?;
+        }
+        self.sp = mark;
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<()> {
+        self.span = s.span;
+        let mark = self.sp;
+        let keep = self.stmt_inner(s)?;
+        if !keep {
+            self.sp = mark;
+        }
+        Ok(())
+    }
+
+    /// Lowers one statement; returns true when it allocated stack that must outlive it (a `var`).
+    fn stmt_inner(&mut self, s: &Stmt) -> R<bool> {
+        match &s.kind {
+            StmtKind::Var { names, values } => {
+                let top = self.mode == Mode::User && self.inlines.is_empty() && self.breaks.is_empty() && !self.is_local_decl(names);
+                // Evaluate every value first (`var a, b = b, a` swaps), then bind.
+                let mut vals = Vec::new();
+                for v in values {
+                    vals.push(self.expr(v)?);
+                }
+                let mut binds = Vec::new();
+                for (i, name) in names.iter().enumerate() {
+                    let val = vals.get(i).copied().unwrap_or(Val::Nil);
+                    if top {
+                        if let Some(gi) = self.g.typed.globals.iter().position(|g| g.name == name.name) {
+                            self.store_global(gi as u32, val, name.span)?;
+                        }
+                        continue;
+                    }
+                    let Some(&vid) = self.g.typed.decls.get(&name.span.lo) else { continue };
+                    let ty = self.g.typed.var_ty[vid as usize].ty;
+                    let local = self.new_local(ty, name.span)?;
+                    binds.push((vid, local, val));
+                }
+                for (vid, local, val) in binds {
+                    self.assign_local(local, val);
+                    self.locals.insert(vid, local);
+                }
+                Ok(true)
+            }
+            StmtKind::Assign { targets, values } => {
+                let mut vals = Vec::new();
+                for v in values {
+                    vals.push(self.expr(v)?);
+                }
+                for (t, v) in targets.iter().zip(vals) {
+                    self.assign(t, v)?;
+                }
+                Ok(false)
+            }
+            StmtKind::AddAssign { target, value } => {
+                let v = self.expr(value)?;
+                let Val::Num(amount) = v else {
+                    return Err(self.err(value.span, "`+=` needs a number"));
+                };
+                self.add_assign(target, amount)?;
+                Ok(false)
+            }
+            StmtKind::Expr(e) => {
+                self.expr(e)?;
+                Ok(false)
+            }
+            StmtKind::If { arms, otherwise } => {
+                let end = self.f.new_label();
+                for (cond, body) in arms {
+                    let next = self.f.new_label();
+                    self.cond(cond, false, next)?;
+                    self.block(body)?;
+                    self.push(Inst::Ja { target: end });
+                    self.push(Inst::Label(next));
+                }
+                if let Some(b) = otherwise {
+                    self.block(b)?;
+                }
+                self.push(Inst::Label(end));
+                Ok(false)
+            }
+            StmtKind::While { cond, body } => {
+                let (top, end) = (self.f.new_label(), self.f.new_label());
+                self.push(Inst::Label(top));
+                self.cond(cond, false, end)?;
+                self.breaks.push(end);
+                self.block(body)?;
+                self.breaks.pop();
+                self.push(Inst::Ja { target: top });
+                self.push(Inst::Label(end));
+                Ok(false)
+            }
+            StmtKind::Repeat { body, cond } => {
+                let (top, end) = (self.f.new_label(), self.f.new_label());
+                self.push(Inst::Label(top));
+                self.breaks.push(end);
+                let mark = self.sp;
+                for st in &body.stmts {
+                    self.stmt(st)?;
+                }
+                self.span = cond.span;
+                self.cond(cond, false, top)?;
+                self.sp = mark;
+                self.breaks.pop();
+                self.push(Inst::Label(end));
+                Ok(false)
+            }
+            StmtKind::ForNum { var, start, end, step, body } => {
+                let step_n = match step {
+                    Some(e) => const_int(e),
+                    None => Some(1),
+                };
+                let a = self.num(start)?;
+                let b = self.num(end)?;
+                let b = self.reg(b);
+                let i = self.f.new_reg();
+                self.push(Inst::Mov { dst: i, src: a });
+                let st = match (step, step_n) {
+                    (_, Some(n)) => Opnd::Imm(i32::try_from(n).map_err(|_| self.err(s.span, "loop step too large"))?),
+                    (Some(e), None) => {
+                        let v = self.num(e)?;
+                        Opnd::V(self.reg(v))
+                    }
+                    (None, None) => Opnd::Imm(1),
+                };
+                let (top, cont, done) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
+                self.push(Inst::Label(top));
+                match step_n {
+                    Some(n) if n < 0 => self.push(Inst::Jmp { op: BPF_JSLT, a: i, b: Opnd::V(b), target: done }),
+                    Some(_) => self.push(Inst::Jmp { op: BPF_JSGT, a: i, b: Opnd::V(b), target: done }),
+                    None => {
+                        // A runtime step (userspace only): its sign picks the test.
+                        let neg = self.f.new_label();
+                        let body_l = self.f.new_label();
+                        let sv = self.reg(st);
+                        self.push(Inst::Jmp { op: BPF_JSLT, a: sv, b: Opnd::Imm(0), target: neg });
+                        self.push(Inst::Jmp { op: BPF_JSGT, a: i, b: Opnd::V(b), target: done });
+                        self.push(Inst::Ja { target: body_l });
+                        self.push(Inst::Label(neg));
+                        self.push(Inst::Jmp { op: BPF_JSLT, a: i, b: Opnd::V(b), target: done });
+                        self.push(Inst::Label(body_l));
+                    }
+                }
+                let vid = self.g.typed.decls.get(&var.span.lo).copied();
+                let mark = self.sp;
+                if let Some(vid) = vid {
+                    // The body sees a copy, so assigning to the loop variable cannot change the trip count.
+                    let copy = self.f.new_reg();
+                    self.push(Inst::Mov { dst: copy, src: Opnd::V(i) });
+                    self.locals.insert(vid, Local::Reg(copy));
+                }
+                self.breaks.push(done);
+                self.block(body)?;
+                self.breaks.pop();
+                self.sp = mark;
+                self.push(Inst::Label(cont));
+                self.push(Inst::Alu { op: BPF_ADD, dst: i, src: st, w32: false });
+                self.push(Inst::Ja { target: top });
+                self.push(Inst::Label(done));
+                Ok(false)
+            }
+            StmtKind::ForIn { key, value, iter, body } => {
+                let ExprKind::Call { args, .. } = &iter.kind else {
+                    return Err(self.err(iter.span, "`for ... in` needs `pairs(table)`"));
+                };
+                let Val::Table(t) = self.expr(&args[0])? else {
+                    return Err(self.err(args[0].span, "pairs() needs a table"));
+                };
+                self.for_pairs(t, key, value.as_ref(), body)?;
+                Ok(false)
+            }
+            StmtKind::Break => {
+                match self.breaks.last() {
+                    Some(l) => {
+                        let l = *l;
+                        self.push(Inst::Ja { target: l });
+                    }
+                    None => return Err(self.err(s.span, "`break` outside a loop")),
+                }
+                Ok(false)
+            }
+            StmtKind::Return(e) => {
+                if self.inlines.is_empty() {
+                    if let Some(e) = e {
+                        self.expr(e)?;
+                    }
+                    self.push(Inst::Exit { code: Opnd::Imm(0) });
+                    return Ok(false);
+                }
+                let v = match e {
+                    Some(e) => self.expr(e)?,
+                    None => Val::Nil,
+                };
+                let inl = self.inlines.last().map(|i| (i.ret_label, i.result));
+                if let Some((label, result)) = inl {
+                    if let Some(r) = result {
+                        self.assign_local(r, v);
+                    }
+                    self.push(Inst::Ja { target: label });
+                }
+                Ok(false)
+            }
+            StmtKind::Aggregate { target, .. } => Err(self.err(target.span, "aggregations (`<<<`) are not supported yet")),
+            StmtKind::Function(f) => Err(self.err(f.span, "functions can only be defined at top level")),
+        }
+    }
+
+    /// True when a `var` at top-level code really declares locals (inside a nested block).
+    fn is_local_decl(&self, names: &[Ident]) -> bool {
+        names.iter().any(|n| self.g.typed.decls.contains_key(&n.span.lo))
+    }
+
+    fn new_local(&mut self, ty: Ty, span: Span) -> R<Local> {
+        Ok(match ty {
+            Ty::Str(n) => {
+                let size = round8(n);
+                let off = self.alloc(size, span)?;
+                Local::Buf { off, size }
+            }
+            Ty::Table(t) => Local::Table(t),
+            _ => Local::Reg(self.f.new_reg()),
+        })
+    }
+
+    fn assign_local(&mut self, l: Local, v: Val) {
+        match l {
+            Local::Reg(r) => {
+                let src = match v {
+                    Val::Num(o) => o,
+                    _ => Opnd::Imm(0),
+                };
+                self.push(Inst::Mov { dst: r, src });
+            }
+            Local::Buf { off, size } => self.copy_str((off, size), v),
+            Local::Table(_) => {}
+        }
+    }
+
+    fn local_val(&self, l: Local) -> Val {
+        match l {
+            Local::Reg(r) => Val::Num(Opnd::V(r)),
+            Local::Buf { off, size } => Val::Str { off, size },
+            Local::Table(t) => Val::Table(t),
+        }
+    }
+
+    fn global_slot(&self, gi: u32) -> (VReg, i16, ValueType, Ty) {
+        let ty = self.g.typed.globals[gi as usize].slot.ty;
+        (self.gp.unwrap_or_default(), self.g.global_off[gi as usize] as i16, vtype(ty), ty)
+    }
+
+    fn store_global(&mut self, gi: u32, v: Val, span: Span) -> R<()> {
+        let (gp, off, vt, ty) = self.global_slot(gi);
+        if let Ty::Table(_) = ty {
+            return Ok(());
+        }
+        if self.gp.is_none() {
+            return Err(self.err(span, "internal: globals are not mapped in this block"));
+        }
+        self.store_val(Base::V(gp), off, vt, v);
+        Ok(())
+    }
+
+    fn assign(&mut self, target: &Expr, v: Val) -> R<()> {
+        self.span = target.span;
+        match &target.kind {
+            ExprKind::Name(_) => match self.g.typed.bindings.get(&target.id) {
+                Some(Binding::Local(vid)) => {
+                    let l = match self.locals.get(vid) {
+                        Some(l) => *l,
+                        None => {
+                            let ty = self.g.typed.var_ty[*vid as usize].ty;
+                            let l = self.new_local(ty, target.span)?;
+                            self.locals.insert(*vid, l);
+                            l
+                        }
+                    };
+                    self.assign_local(l, v);
+                    Ok(())
+                }
+                Some(Binding::Global(gi)) => self.store_global(*gi, v, target.span),
+                _ => Err(self.err(target.span, "cannot assign to this name")),
+            },
+            ExprKind::Index { obj, key } => {
+                let Val::Table(t) = self.expr(obj)? else {
+                    return Err(self.err(obj.span, "only tables can be indexed"));
+                };
+                let map = self.g.table_map[t as usize];
+                let kbuf = self.key(map, key)?;
+                if let Val::Nil = v {
+                    self.push(Inst::Call { helper: h::MAP_DELETE_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: None });
+                    return Ok(());
+                }
+                let vt = self.g.maps[map as usize].value;
+                let vbuf = self.value_buf(vt, v, target.span)?;
+                self.push(Inst::Call {
+                    helper: h::MAP_UPDATE_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf), Arg::Fp(vbuf), Arg::Imm(BPF_ANY)],
+                    dst: None,
+                });
+                Ok(())
+            }
+            _ => Err(self.err(target.span, "cannot assign to this expression")),
+        }
+    }
+
+    /// A stack buffer holding `v` laid out as a map value of type `vt`.
+    fn value_buf(&mut self, vt: ValueType, v: Val, span: Span) -> R<i16> {
+        match (vt, v) {
+            (ValueType::Str(size), _) => self.str_buf(v, size, span),
+            (_, v) => {
+                let off = self.alloc(8, span)?;
+                self.store_val(Base::Fp, off, ValueType::Int, v);
+                Ok(off)
+            }
+        }
+    }
+
+    /// A key buffer for table map `map` holding the value of `key`.
+    fn key(&mut self, map: u32, key: &Expr) -> R<i16> {
+        let v = self.expr(key)?;
+        let kt = self.g.maps[map as usize].key;
+        self.value_buf(kt, v, key.span)
+    }
+
+    fn add_assign(&mut self, target: &Expr, amount: Opnd) -> R<()> {
+        self.span = target.span;
+        match &target.kind {
+            ExprKind::Name(_) => match self.g.typed.bindings.get(&target.id) {
+                Some(Binding::Local(vid)) => {
+                    let l = match self.locals.get(vid) {
+                        Some(l) => *l,
+                        None => {
+                            let r = self.f.new_reg();
+                            self.push(Inst::Mov { dst: r, src: Opnd::Imm(0) });
+                            let l = Local::Reg(r);
+                            self.locals.insert(*vid, l);
+                            l
+                        }
+                    };
+                    if let Local::Reg(r) = l {
+                        self.push(Inst::Alu { op: BPF_ADD, dst: r, src: amount, w32: false });
+                    }
+                    Ok(())
+                }
+                Some(Binding::Global(gi)) => {
+                    let (gp, off, _, _) = self.global_slot(*gi);
+                    let a = self.reg(amount);
+                    self.push(Inst::AtomicAdd { base: gp, off, src: a });
+                    Ok(())
+                }
+                _ => Err(self.err(target.span, "cannot add to this name")),
+            },
+            ExprKind::Index { obj, key } => {
+                let Val::Table(t) = self.expr(obj)? else {
+                    return Err(self.err(obj.span, "only tables can be indexed"));
+                };
+                let map = self.g.table_map[t as usize];
+                let kbuf = self.key(map, key)?;
+                let amount = self.reg(amount);
+                // Hit: add in place, atomically. Miss: insert the amount; if another CPU inserted
+                // the key meanwhile (EEXIST), look it up again and add.
+                let (hit, done, retry) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
+                let p = self.f.new_reg();
+                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
+                self.push(Inst::Jmp { op: BPF_JNE, a: p, b: Opnd::Imm(0), target: hit });
+                let vbuf = self.alloc(8, target.span)?;
+                self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: vbuf, src: Opnd::V(amount) });
+                let r = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::MAP_UPDATE_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf), Arg::Fp(vbuf), Arg::Imm(BPF_NOEXIST)],
+                    dst: Some(r),
+                });
+                self.push(Inst::Jmp { op: BPF_JEQ, a: r, b: Opnd::Imm(-EEXIST), target: retry });
+                self.push(Inst::Ja { target: done });
+                self.push(Inst::Label(retry));
+                let p2 = self.f.new_reg();
+                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p2) });
+                self.push(Inst::Jmp { op: BPF_JEQ, a: p2, b: Opnd::Imm(0), target: done });
+                self.push(Inst::AtomicAdd { base: p2, off: 0, src: amount });
+                self.push(Inst::Ja { target: done });
+                self.push(Inst::Label(hit));
+                self.push(Inst::AtomicAdd { base: p, off: 0, src: amount });
+                self.push(Inst::Label(done));
+                Ok(())
+            }
+            _ => Err(self.err(target.span, "cannot add to this expression")),
+        }
+    }
+
+    fn for_pairs(&mut self, t: u32, key: &Ident, value: Option<&Ident>, body: &Block) -> R<()> {
+        let map = self.g.table_map[t as usize];
+        let (kt, vt) = (self.g.maps[map as usize].key, self.g.maps[map as usize].value);
+        let ksize = kt.size();
+        let cur = self.alloc(ksize, key.span)?;
+        let next = self.alloc(ksize, key.span)?;
+        let (top, cont, done) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
+        let r = self.f.new_reg();
+        self.push(Inst::Call { helper: h::USER_MAP_NEXT_KEY, args: vec![Arg::Map(map), Arg::Imm(0), Arg::Fp(next)], dst: Some(r) });
+        self.push(Inst::Jmp { op: BPF_JNE, a: r, b: Opnd::Imm(0), target: done });
+        self.push(Inst::Label(top));
+        self.copy_str((cur, ksize), Val::Str { off: next, size: ksize });
+        let mark = self.sp;
+        let kvid = self.g.typed.decls.get(&key.span.lo).copied();
+        if let Some(kvid) = kvid {
+            let l = match kt {
+                ValueType::Str(size) => {
+                    let off = self.alloc(size, key.span)?;
+                    self.copy_str((off, size), Val::Str { off: cur, size });
+                    Local::Buf { off, size }
+                }
+                _ => {
+                    let v = self.f.new_reg();
+                    self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::Fp, off: cur });
+                    Local::Reg(v)
+                }
+            };
+            self.locals.insert(kvid, l);
+        }
+        if let Some(value) = value {
+            if let Some(vvid) = self.g.typed.decls.get(&value.span.lo).copied() {
+                let p = self.f.new_reg();
+                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(cur)], dst: Some(p) });
+                let l = match vt {
+                    ValueType::Str(size) => {
+                        let off = self.alloc(size, value.span)?;
+                        Local::Buf { off, size }
+                    }
+                    _ => Local::Reg(self.f.new_reg()),
+                };
+                self.assign_local(l, Val::Nil);
+                let miss = self.f.new_label();
+                self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
+                let v = self.load_val(p, 0, vt, value.span)?;
+                self.assign_local(l, v);
+                self.push(Inst::Label(miss));
+                self.locals.insert(vvid, l);
+            }
+        }
+        self.breaks.push(done);
+        self.block(body)?;
+        self.breaks.pop();
+        self.sp = mark;
+        self.push(Inst::Label(cont));
+        let r2 = self.f.new_reg();
+        self.push(Inst::Call { helper: h::USER_MAP_NEXT_KEY, args: vec![Arg::Map(map), Arg::Fp(cur), Arg::Fp(next)], dst: Some(r2) });
+        self.push(Inst::Jmp { op: BPF_JEQ, a: r2, b: Opnd::Imm(0), target: top });
+        self.push(Inst::Label(done));
+        Ok(())
+    }
+
+    // ---- conditions ----
+
+    /// Jumps to `target` when `e`'s truth equals `when`; falls through otherwise.
+    fn cond(&mut self, e: &Expr, when: bool, target: Label) -> R<()> {
+        match &e.kind {
+            ExprKind::Unary { op: UnOp::Not, expr } => self.cond(expr, !when, target),
+            ExprKind::Binary { op: BinOp::And, lhs, rhs } => {
+                if when {
+                    let skip = self.f.new_label();
+                    self.cond(lhs, false, skip)?;
+                    self.cond(rhs, true, target)?;
+                    self.push(Inst::Label(skip));
+                } else {
+                    self.cond(lhs, false, target)?;
+                    self.cond(rhs, false, target)?;
+                }
+                Ok(())
+            }
+            ExprKind::Binary { op: BinOp::Or, lhs, rhs } => {
+                if when {
+                    self.cond(lhs, true, target)?;
+                    self.cond(rhs, true, target)?;
+                } else {
+                    let skip = self.f.new_label();
+                    self.cond(lhs, true, skip)?;
+                    self.cond(rhs, false, target)?;
+                    self.push(Inst::Label(skip));
+                }
+                Ok(())
+            }
+            ExprKind::Binary { op, lhs, rhs } if matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) => {
+                let eq = matches!(op, BinOp::Eq);
+                // `x == nil` / `x != nil`: presence of a table entry.
+                let nil_side = match (&lhs.kind, &rhs.kind) {
+                    (_, ExprKind::Nil) => Some(lhs),
+                    (ExprKind::Nil, _) => Some(rhs),
+                    _ => None,
+                };
+                if let (Some(other), true) = (nil_side, matches!(op, BinOp::Eq | BinOp::Ne)) {
+                    let present = self.presence(other)?;
+                    // Jump when (present != eq) == when.
+                    let jump_if_present = eq != when;
+                    match present {
+                        Opnd::Imm(p) => {
+                            if (p != 0) == jump_if_present {
+                                self.push(Inst::Ja { target });
+                            }
+                        }
+                        Opnd::V(v) => self.push(Inst::Jmp {
+                            op: if jump_if_present { BPF_JNE } else { BPF_JEQ },
+                            a: v,
+                            b: Opnd::Imm(0),
+                            target,
+                        }),
+                    }
+                    return Ok(());
+                }
+                let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
+                self.span = e.span;
+                match (a, b) {
+                    (Val::Num(x), Val::Num(y)) => {
+                        let mut bop = match op {
+                            BinOp::Eq => BPF_JEQ,
+                            BinOp::Ne => BPF_JNE,
+                            BinOp::Lt => BPF_JSLT,
+                            BinOp::Le => BPF_JSLE,
+                            BinOp::Gt => BPF_JSGT,
+                            _ => BPF_JSGE,
+                        };
+                        if !when {
+                            bop = negate(bop);
+                        }
+                        let xa = self.reg(x);
+                        self.push(Inst::Jmp { op: bop, a: xa, b: y, target });
+                        Ok(())
+                    }
+                    (Val::Str { off: ao, size: asz }, Val::Str { off: bo, size: bsz }) => {
+                        // Equal when every word matches; the shorter buffer is NUL beyond its end.
+                        let eq_jump = (op == &BinOp::Eq) == when;
+                        let differ = self.f.new_label();
+                        let same = self.f.new_label();
+                        let (ta, tb) = (self.f.new_reg(), self.f.new_reg());
+                        for w in 0..asz.max(bsz) / 8 {
+                            let o = (w * 8) as i16;
+                            let la = if w * 8 < asz {
+                                self.push(Inst::Load { size: BPF_DW, dst: ta, base: Base::Fp, off: ao + o });
+                                Some(ta)
+                            } else {
+                                None
+                            };
+                            let rb = if w * 8 < bsz {
+                                self.push(Inst::Load { size: BPF_DW, dst: tb, base: Base::Fp, off: bo + o });
+                                Opnd::V(tb)
+                            } else {
+                                Opnd::Imm(0)
+                            };
+                            let a = match la {
+                                Some(a) => a,
+                                None => {
+                                    self.push(Inst::Mov { dst: ta, src: Opnd::Imm(0) });
+                                    ta
+                                }
+                            };
+                            self.push(Inst::Jmp { op: BPF_JNE, a, b: rb, target: differ });
+                        }
+                        if eq_jump {
+                            self.push(Inst::Ja { target });
+                            self.push(Inst::Label(differ));
+                        } else {
+                            self.push(Inst::Ja { target: same });
+                            self.push(Inst::Label(differ));
+                            self.push(Inst::Ja { target });
+                        }
+                        self.push(Inst::Label(same));
+                        Ok(())
+                    }
+                    (Val::Nil, Val::Nil) => {
+                        if (op == &BinOp::Eq) == when {
+                            self.push(Inst::Ja { target });
+                        }
+                        Ok(())
+                    }
+                    _ => Err(self.err(e.span, "these values cannot be compared")),
+                }
+            }
+            ExprKind::Index { .. } if self.mode_allows_presence(e) => {
+                // `if (t[k])`: true when present (tables hold no false values).
+                let p = self.presence(e)?;
+                let v = self.reg(p);
+                self.push(Inst::Jmp { op: if when { BPF_JNE } else { BPF_JEQ }, a: v, b: Opnd::Imm(0), target });
+                Ok(())
+            }
+            _ => {
+                let ty = self.ty(e);
+                let v = self.expr(e)?;
+                match (ty, v) {
+                    (Ty::Bool, Val::Num(o)) => {
+                        let r = self.reg(o);
+                        self.push(Inst::Jmp { op: if when { BPF_JNE } else { BPF_JEQ }, a: r, b: Opnd::Imm(0), target });
+                    }
+                    (_, Val::Nil) => {
+                        if !when {
+                            self.push(Inst::Ja { target });
+                        }
+                    }
+                    // Numbers (0 included), strings and tables are true, as in Lua.
+                    _ => {
+                        if when {
+                            self.push(Inst::Ja { target });
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn mode_allows_presence(&self, e: &Expr) -> bool {
+        !matches!(self.ty(e), Ty::Bool)
+    }
+
+    /// 1 when the value exists: a table entry is present, a variable is not nil.
+    fn presence(&mut self, e: &Expr) -> R<Opnd> {
+        if let ExprKind::Index { obj, key } = &e.kind {
+            if let Ok(Val::Table(t)) = self.peek_table(obj) {
+                let map = self.g.table_map[t as usize];
+                let kbuf = self.key(map, key)?;
+                let p = self.f.new_reg();
+                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
+                return Ok(Opnd::V(p));
+            }
+        }
+        let v = self.expr(e)?;
+        Ok(Opnd::Imm(i32::from(!matches!(v, Val::Nil))))
+    }
+
+    fn peek_table(&mut self, obj: &Expr) -> R<Val> {
+        match self.ty(obj) {
+            Ty::Table(t) => Ok(Val::Table(t)),
+            _ => Err(self.err(obj.span, "not a table")),
+        }
+    }
+
+    // ---- expressions ----
+
+    fn num(&mut self, e: &Expr) -> R<Opnd> {
+        match self.expr(e)? {
+            Val::Num(o) => Ok(o),
+            Val::Nil => Ok(Opnd::Imm(0)),
+            _ => Err(self.err(e.span, "a number is needed here")),
+        }
+    }
+
+    fn expr(&mut self, e: &Expr) -> R<Val> {
+        let saved = self.span;
+        self.span = e.span;
+        let v = self.expr_inner(e);
+        self.span = saved;
+        v
+    }
+
+    fn expr_inner(&mut self, e: &Expr) -> R<Val> {
+        if let Some(n) = const_int(e) {
+            return Ok(Val::Num(self.konst(n)));
+        }
+        match &e.kind {
+            ExprKind::Nil => Ok(Val::Nil),
+            ExprKind::Bool(b) => Ok(Val::Num(Opnd::Imm(i32::from(*b)))),
+            ExprKind::Number(n) => Ok(Val::Num(self.konst(*n))),
+            ExprKind::Str(s) => {
+                let size = match self.ty(e) {
+                    Ty::Str(n) => round8(n),
+                    _ => round8(s.len() as u32 + 1),
+                };
+                let off = self.alloc(size, e.span)?;
+                self.const_str(off, size, s);
+                Ok(Val::Str { off, size })
+            }
+            ExprKind::Name(_) => self.name(e),
+            ExprKind::Index { obj, key } => {
+                if let Some(Binding::ScriptArgs) = self.g.typed.bindings.get(&obj.id) {
+                    return self.script_arg(e, key);
+                }
+                let Val::Table(t) = self.expr(obj)? else {
+                    return Err(self.err(obj.span, "only tables can be indexed"));
+                };
+                let map = self.g.table_map[t as usize];
+                let kbuf = self.key(map, key)?;
+                let vt = self.g.maps[map as usize].value;
+                let p = self.f.new_reg();
+                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
+                let miss = self.f.new_label();
+                match vt {
+                    ValueType::Str(size) => {
+                        let off = self.alloc(size, e.span)?;
+                        self.zero_buf(off, size);
+                        self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
+                        let t = self.f.new_reg();
+                        for w in 0..size / 8 {
+                            let o = (w * 8) as i16;
+                            self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::V(p), off: o });
+                            self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: off + o, src: Opnd::V(t) });
+                        }
+                        self.push(Inst::Label(miss));
+                        Ok(Val::Str { off, size })
+                    }
+                    _ => {
+                        let v = self.f.new_reg();
+                        self.push(Inst::Mov { dst: v, src: Opnd::Imm(0) });
+                        self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
+                        self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::V(p), off: 0 });
+                        self.push(Inst::Label(miss));
+                        Ok(Val::Num(Opnd::V(v)))
+                    }
+                }
+            }
+            ExprKind::Field { obj, name } => {
+                if let Some(Binding::Args) = self.g.typed.bindings.get(&obj.id) {
+                    let ty = self.ty(e);
+                    let field = self.event.and_then(|ev| ev.field(&name.name)).cloned();
+                    return self.tp_field(field.as_ref(), ty, e.span);
+                }
+                Err(self.err(e.span, "`table.field` is not supported yet"))
+            }
+            ExprKind::Call { callee, args } => self.call(e, callee, args),
+            ExprKind::Binary { op, lhs, rhs } => self.binary(e, *op, lhs, rhs),
+            ExprKind::Unary { op, expr } => match op {
+                UnOp::Not => self.bool_of(e),
+                UnOp::Neg | UnOp::BitNot => {
+                    let a = self.num(expr)?;
+                    let r = self.f.new_reg();
+                    self.push(Inst::Mov { dst: r, src: a });
+                    if *op == UnOp::Neg {
+                        self.push(Inst::Alu { op: BPF_NEG, dst: r, src: Opnd::Imm(0), w32: false });
+                    } else {
+                        self.push(Inst::Alu { op: BPF_XOR, dst: r, src: Opnd::Imm(-1), w32: false });
+                    }
+                    Ok(Val::Num(Opnd::V(r)))
+                }
+            },
+            ExprKind::Table(_) => match self.ty(e) {
+                Ty::Table(t) => Ok(Val::Table(t)),
+                _ => Err(self.err(e.span, "a table constructor can only initialise a top-level variable")),
+            },
+        }
+    }
+
+    /// A condition's value as 0 or 1.
+    fn bool_of(&mut self, e: &Expr) -> R<Val> {
+        let r = self.f.new_reg();
+        let done = self.f.new_label();
+        self.push(Inst::Mov { dst: r, src: Opnd::Imm(1) });
+        self.cond(e, true, done)?;
+        self.push(Inst::Mov { dst: r, src: Opnd::Imm(0) });
+        self.push(Inst::Label(done));
+        Ok(Val::Num(Opnd::V(r)))
+    }
+
+    fn script_arg(&mut self, e: &Expr, key: &Expr) -> R<Val> {
+        let i = const_int(key).unwrap_or(-1);
+        let arg = usize::try_from(i).ok().and_then(|i| self.g.typed_script_arg(i));
+        match arg {
+            None => Ok(Val::Nil),
+            Some(a) => match a.parse::<i64>() {
+                Ok(n) => Ok(Val::Num(self.konst(n))),
+                Err(_) => {
+                    let size = match self.ty(e) {
+                        Ty::Str(n) => round8(n),
+                        _ => round8(a.len() as u32 + 1),
+                    };
+                    let off = self.alloc(size, e.span)?;
+                    self.const_str(off, size, a.as_bytes());
+                    Ok(Val::Str { off, size })
+                }
+            },
+        }
+    }
+
+    fn name(&mut self, e: &Expr) -> R<Val> {
+        match self.g.typed.bindings.get(&e.id).copied() {
+            Some(Binding::Local(vid)) => match self.locals.get(&vid) {
+                Some(l) => Ok(self.local_val(*l)),
+                None => match self.g.typed.var_ty[vid as usize].ty {
+                    Ty::Str(n) => {
+                        let size = round8(n);
+                        let off = self.alloc(size, e.span)?;
+                        self.zero_buf(off, size);
+                        Ok(Val::Str { off, size })
+                    }
+                    Ty::Nil | Ty::Unknown => Ok(Val::Nil),
+                    _ => Ok(Val::Num(Opnd::Imm(0))),
+                },
+            },
+            Some(Binding::Global(gi)) => {
+                let (gp, off, vt, ty) = self.global_slot(gi);
+                match ty {
+                    Ty::Table(t) => Ok(Val::Table(t)),
+                    Ty::Nil | Ty::Unknown => Ok(Val::Nil),
+                    _ => self.load_val(gp, off, vt, e.span),
+                }
+            }
+            Some(Binding::Var(v)) => self.builtin_var(v, e),
+            _ => Err(self.err(e.span, "this name has no value here")),
+        }
+    }
+
+    fn builtin_var(&mut self, v: BuiltinVar, e: &Expr) -> R<Val> {
+        let call = |s: &mut Self, helper: i32| {
+            let r = s.f.new_reg();
+            s.push(Inst::Call { helper, args: vec![], dst: Some(r) });
+            r
+        };
+        match v {
+            BuiltinVar::Execname => {
+                let off = self.alloc(16, e.span)?;
+                self.push(Inst::Call { helper: h::GET_CURRENT_COMM, args: vec![Arg::Fp(off), Arg::Imm(16)], dst: None });
+                Ok(Val::Str { off, size: 16 })
+            }
+            BuiltinVar::Pid => {
+                let r = call(self, h::GET_CURRENT_PID_TGID);
+                self.push(Inst::Alu { op: BPF_RSH, dst: r, src: Opnd::Imm(32), w32: false });
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            BuiltinVar::Tid => {
+                let r = call(self, h::GET_CURRENT_PID_TGID);
+                self.push(Inst::Alu { op: BPF_AND, dst: r, src: Opnd::Imm(-1), w32: true });
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            BuiltinVar::Uid => {
+                let r = call(self, h::GET_CURRENT_UID_GID);
+                self.push(Inst::Alu { op: BPF_AND, dst: r, src: Opnd::Imm(-1), w32: true });
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            BuiltinVar::Cpu => Ok(Val::Num(Opnd::V(call(self, h::GET_SMP_PROCESSOR_ID)))),
+            BuiltinVar::Probename => {
+                let name = match self.event {
+                    Some(ev) => ev.name.clone(),
+                    None => "profile".to_string(),
+                };
+                let size = match self.ty(e) {
+                    Ty::Str(n) => round8(n),
+                    _ => round8(name.len() as u32 + 1),
+                };
+                let off = self.alloc(size, e.span)?;
+                self.const_str(off, size, name.as_bytes());
+                Ok(Val::Str { off, size })
+            }
+            BuiltinVar::Argstr => Err(self.err(e.span, "`argstr` is not supported yet")),
+            BuiltinVar::Arg(i) => {
+                let ty = self.ty(e);
+                let field = self.event.and_then(|ev| ev.args().nth(i as usize)).cloned();
+                self.tp_field(field.as_ref(), ty, e.span)
+            }
+        }
+    }
+
+    /// Reads a tracepoint field from the context (0 or "" when this event lacks it).
+    fn tp_field(&mut self, f: Option<&ktap_bpf::kernel::TpField>, ty: Ty, span: Span) -> R<Val> {
+        let Some(f) = f else {
+            return match ty {
+                Ty::Str(n) => {
+                    let size = round8(n);
+                    let off = self.alloc(size, span)?;
+                    self.zero_buf(off, size);
+                    Ok(Val::Str { off, size })
+                }
+                _ => Ok(Val::Num(Opnd::Imm(0))),
+            };
+        };
+        if let Ty::Str(n) = ty {
+            // A char array inside the record: copy it with aligned loads, then terminate.
+            let size = round8(n);
+            let off = self.alloc(size, span)?;
+            self.zero_buf(off, size);
+            let t = self.f.new_reg();
+            let mut pos = 0u32;
+            let len = f.size.min(size);
+            while pos < len {
+                let at = f.offset + pos;
+                let w = [8u32, 4, 2, 1].into_iter().find(|w| at % w == 0 && pos + w <= len).unwrap_or(1);
+                let sz = match w {
+                    8 => BPF_DW,
+                    4 => BPF_W,
+                    2 => BPF_H,
+                    _ => BPF_B,
+                };
+                self.push(Inst::Load { size: sz, dst: t, base: Base::V(self.ctx), off: at as i16 });
+                self.push(Inst::Store { size: sz, base: Base::Fp, off: off + pos as i16, src: Opnd::V(t) });
+                pos += w;
+            }
+            self.push(Inst::Store { size: BPF_B, base: Base::Fp, off: off + size as i16 - 1, src: Opnd::Imm(0) });
+            return Ok(Val::Str { off, size });
+        }
+        let (sz, bits) = match f.size {
+            1 => (BPF_B, 8),
+            2 => (BPF_H, 16),
+            4 => (BPF_W, 32),
+            _ => (BPF_DW, 64),
+        };
+        let r = self.f.new_reg();
+        self.push(Inst::Load { size: sz, dst: r, base: Base::V(self.ctx), off: f.offset as i16 });
+        if f.signed && bits < 64 {
+            let sh = 64 - bits;
+            self.push(Inst::Alu { op: BPF_LSH, dst: r, src: Opnd::Imm(sh), w32: false });
+            self.push(Inst::Alu { op: BPF_ARSH, dst: r, src: Opnd::Imm(sh), w32: false });
+        }
+        Ok(Val::Num(Opnd::V(r)))
+    }
+
+    fn binary(&mut self, e: &Expr, op: BinOp, lhs: &Expr, rhs: &Expr) -> R<Val> {
+        use BinOp::*;
+        match op {
+            Or | And | Eq | Ne | Lt | Le | Gt | Ge => self.bool_of(e),
+            Concat => match concat_const(e) {
+                Some(bytes) => {
+                    let size = match self.ty(e) {
+                        Ty::Str(n) => round8(n),
+                        _ => round8(bytes.len() as u32 + 1),
+                    };
+                    let off = self.alloc(size, e.span)?;
+                    self.const_str(off, size, &bytes);
+                    Ok(Val::Str { off, size })
+                }
+                None => Err(self.err(e.span, "`..` of values known only at run time is not supported yet")),
+            },
+            _ => {
+                let a = self.num(lhs)?;
+                let b = self.num(rhs)?;
+                self.span = e.span;
+                let r = self.f.new_reg();
+                self.push(Inst::Mov { dst: r, src: a });
+                let bop = match op {
+                    Add => BPF_ADD,
+                    Sub => BPF_SUB,
+                    Mul => BPF_MUL,
+                    BitOr => BPF_OR,
+                    BitAnd => BPF_AND,
+                    BitXor => BPF_XOR,
+                    Shl => BPF_LSH,
+                    Shr => BPF_RSH,
+                    Div | Mod => return self.signed_divmod(r, b, op == Mod),
+                    _ => unreachable_op(),
+                };
+                self.push(Inst::Alu { op: bop, dst: r, src: b, w32: false });
+                Ok(Val::Num(Opnd::V(r)))
+            }
+        }
+    }
+
+    /// Signed 64-bit division or remainder from eBPF's unsigned ones (older kernels have no
+    /// signed forms): divide magnitudes, then fix the sign. Division by zero gives 0 (the
+    /// kernel's rule), and the remainder takes the dividend's sign, as C's does.
+    fn signed_divmod(&mut self, a: VReg, b: Opnd, rem: bool) -> R<Val> {
+        let b = self.reg(b);
+        let (sa, sb, ua, ub) = (self.f.new_reg(), self.f.new_reg(), self.f.new_reg(), self.f.new_reg());
+        for (s, u, x) in [(sa, ua, a), (sb, ub, b)] {
+            self.push(Inst::Mov { dst: s, src: Opnd::V(x) });
+            self.push(Inst::Alu { op: BPF_ARSH, dst: s, src: Opnd::Imm(63), w32: false });
+            self.push(Inst::Mov { dst: u, src: Opnd::V(x) });
+            self.push(Inst::Alu { op: BPF_XOR, dst: u, src: Opnd::V(s), w32: false });
+            self.push(Inst::Alu { op: BPF_SUB, dst: u, src: Opnd::V(s), w32: false });
+        }
+        let zero = self.f.new_label();
+        let done = self.f.new_label();
+        self.push(Inst::Jmp { op: BPF_JEQ, a: ub, b: Opnd::Imm(0), target: zero });
+        self.push(Inst::Alu { op: if rem { BPF_MOD } else { BPF_DIV }, dst: ua, src: Opnd::V(ub), w32: false });
+        if !rem {
+            self.push(Inst::Alu { op: BPF_XOR, dst: sa, src: Opnd::V(sb), w32: false });
+        }
+        self.push(Inst::Alu { op: BPF_XOR, dst: ua, src: Opnd::V(sa), w32: false });
+        self.push(Inst::Alu { op: BPF_SUB, dst: ua, src: Opnd::V(sa), w32: false });
+        self.push(Inst::Ja { target: done });
+        self.push(Inst::Label(zero));
+        if rem {
+            // x % 0 leaves x, as the kernel's BPF_MOD does.
+            self.push(Inst::Mov { dst: ua, src: Opnd::V(a) });
+        } else {
+            self.push(Inst::Mov { dst: ua, src: Opnd::Imm(0) });
+        }
+        self.push(Inst::Label(done));
+        Ok(Val::Num(Opnd::V(ua)))
+    }
+
+    fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr]) -> R<Val> {
+        match self.g.typed.bindings.get(&callee.id).copied() {
+            Some(Binding::Func(fid)) => self.inline(e, fid, args),
+            Some(Binding::Builtin(name)) => self.builtin(e, name, args),
+            _ => Err(self.err(callee.span, "not a function")),
+        }
+    }
+
+    fn inline(&mut self, e: &Expr, fid: u32, args: &[Expr]) -> R<Val> {
+        let info = &self.g.typed.funcs[fid as usize];
+        let (params, decl, ret_ty) = (info.params.clone(), info.decl.clone(), info.ret.ty);
+        let mut vals = Vec::new();
+        for a in args {
+            vals.push(self.expr(a)?);
+        }
+        let result = match ret_ty {
+            Ty::Nil | Ty::Unknown => None,
+            t => Some(self.new_local(t, e.span)?),
+        };
+        if let Some(r) = result {
+            self.assign_local(r, Val::Nil);
+        }
+        let saved_locals = self.locals.clone();
+        for (p, v) in params.iter().zip(vals) {
+            let ty = self.g.typed.var_ty[*p as usize].ty;
+            let l = self.new_local(ty, e.span)?;
+            self.assign_local(l, v);
+            self.locals.insert(*p, l);
+        }
+        let ret_label = self.f.new_label();
+        self.inlines.push(Inline { ret_label, result });
+        let saved_breaks = std::mem::take(&mut self.breaks);
+        self.block(&decl.body)?;
+        self.breaks = saved_breaks;
+        self.inlines.pop();
+        self.push(Inst::Label(ret_label));
+        self.locals = saved_locals;
+        Ok(result.map_or(Val::Nil, |r| self.local_val(r)))
+    }
+
+    /// Emits an output record: the format id then each value, and hands it to userspace.
+    fn output(&mut self, action: Action, vals: &[(Val, Ty)], span: Span) -> R<()> {
+        let mut fields = Vec::new();
+        let mut size = RECORD_HEADER;
+        for (_, ty) in vals {
+            let vt = vtype(*ty);
+            fields.push(Field { offset: size, ty: vt });
+            size += vt.size();
+        }
+        let id = self.g.format(action, fields.clone(), size, span);
+        let rec = self.alloc(size, span)?;
+        self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: rec, src: Opnd::Imm(id as i32) });
+        for ((v, _), f) in vals.iter().zip(&fields) {
+            self.store_val(Base::Fp, rec + f.offset as i16, f.ty, *v);
+        }
+        let out = self.g.output;
+        self.push(Inst::Call {
+            helper: h::PERF_EVENT_OUTPUT,
+            args: vec![Arg::V(self.ctx), Arg::Map(out), Arg::Imm(CURRENT_CPU), Arg::Fp(rec), Arg::Imm(size as i64)],
+            dst: None,
+        });
+        Ok(())
+    }
+
+    fn builtin(&mut self, e: &Expr, name: &str, args: &[Expr]) -> R<Val> {
+        match name {
+            "print" => {
+                let mut vals = Vec::new();
+                for a in args {
+                    let v = self.expr(a)?;
+                    vals.push((v, self.ty(a)));
+                }
+                self.output(Action::Print, &vals, e.span)?;
+                Ok(Val::Nil)
+            }
+            "printf" => {
+                let ExprKind::Str(fmt) = &args[0].kind else {
+                    return Err(self.err(args[0].span, "the format of `printf` must be a string literal"));
+                };
+                let fmt = String::from_utf8_lossy(fmt).into_owned();
+                let pieces = ktap_fmt::printf::parse(&fmt).map_err(|pe| {
+                    let at = args[0].span.lo + 1 + pe.offset as u32;
+                    self.err(Span::new(at, at + 1), format!("bad printf format: {}", pe.message))
+                })?;
+                let convs: Vec<_> = pieces
+                    .iter()
+                    .filter_map(|p| match p {
+                        ktap_fmt::Piece::Conversion(s) => Some(*s),
+                        _ => None,
+                    })
+                    .collect();
+                if convs.len() != args.len() - 1 {
+                    return Err(self.err(
+                        e.span,
+                        format!("the format has {} conversions but {} values follow it", convs.len(), args.len() - 1),
+                    ));
+                }
+                let mut vals = Vec::new();
+                for (a, c) in args[1..].iter().zip(&convs) {
+                    let ty = self.ty(a);
+                    if c.conv.wants_number() && matches!(ty, Ty::Str(_)) {
+                        let at = args[0].span.lo + 1 + c.offset as u32;
+                        return Err(self
+                            .err(a.span, "this string is printed with a number conversion; use %s")
+                            .with_note(Span::new(at, at + 2), "the conversion"));
+                    }
+                    let v = self.expr(a)?;
+                    vals.push((v, ty));
+                }
+                self.output(Action::Printf(fmt), &vals, e.span)?;
+                Ok(Val::Nil)
+            }
+            "print_hist" => {
+                let Val::Table(t) = self.expr(&args[0])? else {
+                    return Err(self.err(args[0].span, "`print_hist` needs a table"));
+                };
+                let map = self.g.table_map[t as usize];
+                let mut vals = Vec::new();
+                if let Some(n) = args.get(1) {
+                    vals.push((self.expr(n)?, Ty::Num));
+                }
+                self.output(Action::PrintHist { map }, &vals, e.span)?;
+                Ok(Val::Nil)
+            }
+            "delete" => {
+                let Val::Table(t) = self.expr(&args[0])? else {
+                    return Err(self.err(args[0].span, "`delete` needs a table"));
+                };
+                let map = self.g.table_map[t as usize];
+                if self.mode == Mode::User {
+                    self.push(Inst::Call { helper: h::USER_MAP_CLEAR, args: vec![Arg::Map(map)], dst: None });
+                } else {
+                    self.output(Action::Clear { map }, &[], e.span)?;
+                }
+                Ok(Val::Nil)
+            }
+            "exit" => {
+                let mut vals = Vec::new();
+                if let Some(c) = args.first() {
+                    vals.push((self.expr(c)?, Ty::Num));
+                }
+                self.output(Action::Exit, &vals, e.span)?;
+                self.push(Inst::Exit { code: Opnd::Imm(0) });
+                Ok(Val::Nil)
+            }
+            "len" => match self.expr(&args[0])? {
+                Val::Table(t) => {
+                    let map = self.g.table_map[t as usize];
+                    let r = self.f.new_reg();
+                    self.push(Inst::Call { helper: h::USER_MAP_COUNT, args: vec![Arg::Map(map)], dst: Some(r) });
+                    Ok(Val::Num(Opnd::V(r)))
+                }
+                Val::Str { off, size } => {
+                    // Count bytes up to the first NUL, unrolled: no loop for the kernel to bound.
+                    let (n, b, done) = (self.f.new_reg(), self.f.new_reg(), self.f.new_label());
+                    for i in 0..size {
+                        self.push(Inst::Mov { dst: n, src: Opnd::Imm(i as i32) });
+                        self.push(Inst::Load { size: BPF_B, dst: b, base: Base::Fp, off: off + i as i16 });
+                        self.push(Inst::Jmp { op: BPF_JEQ, a: b, b: Opnd::Imm(0), target: done });
+                    }
+                    self.push(Inst::Mov { dst: n, src: Opnd::Imm(size as i32) });
+                    self.push(Inst::Label(done));
+                    Ok(Val::Num(Opnd::V(n)))
+                }
+                _ => Err(self.err(args[0].span, "`len` needs a table or a string")),
+            },
+            "user_string" | "kernel_string" => {
+                let addr = self.num(&args[0])?;
+                let size = match self.ty(e) {
+                    Ty::Str(n) => round8(n),
+                    _ => round8(self.g.str_cap),
+                };
+                let off = self.alloc(size, e.span)?;
+                self.zero_buf(off, size);
+                let helper = if name == "user_string" { h::PROBE_READ_USER_STR } else { h::PROBE_READ_KERNEL_STR };
+                let a = self.reg(addr);
+                self.push(Inst::Call { helper, args: vec![Arg::Fp(off), Arg::Imm(size as i64), Arg::V(a)], dst: None });
+                Ok(Val::Str { off, size })
+            }
+            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
+                if self.mode == Mode::Kernel {
+                    return Err(self.err(e.span, format!("`{}` inside a probe is not supported yet", name)));
+                }
+                let r = self.f.new_reg();
+                self.push(Inst::Call { helper: h::USER_WALL_CLOCK_NS, args: vec![], dst: Some(r) });
+                let div = match name {
+                    "gettimeofday_us" => 1_000,
+                    "gettimeofday_ms" => 1_000_000,
+                    "gettimeofday_s" => 1_000_000_000,
+                    _ => 1,
+                };
+                if div > 1 {
+                    self.push(Inst::Alu { op: BPF_DIV, dst: r, src: Opnd::Imm(div), w32: false });
+                }
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            "arch" => {
+                let name = match self.g.target.arch {
+                    ktap_bpf::Arch::X86_64 => "x86_64",
+                    ktap_bpf::Arch::Aarch64 => "aarch64",
+                    ktap_bpf::Arch::Arm => "arm",
+                    ktap_bpf::Arch::Mips => "mips",
+                    ktap_bpf::Arch::Mips64 => "mips64",
+                    ktap_bpf::Arch::Powerpc => "ppc",
+                    ktap_bpf::Arch::Powerpc64 => "ppc64",
+                };
+                let off = self.alloc(16, e.span)?;
+                self.const_str(off, 16, name.as_bytes());
+                Ok(Val::Str { off, size: 16 })
+            }
+            other => Err(self.err(e.span, format!("`{}` is not supported yet", other))),
+        }
+    }
+}
+
+impl Shared<'_> {
+    fn typed_script_arg(&self, i: usize) -> Option<String> {
+        self.script_args.get(i).cloned()
+    }
+}
+
+fn unreachable_op() -> u8 {
+    BPF_ADD
+}
+
+/// The bytes of a `..` whose operands are all constants.
+fn concat_const(e: &Expr) -> Option<Vec<u8>> {
+    match &e.kind {
+        ExprKind::Str(s) => Some(s.clone()),
+        ExprKind::Number(n) => Some(n.to_string().into_bytes()),
+        ExprKind::Binary { op: BinOp::Concat, lhs, rhs } => {
+            let mut a = concat_const(lhs)?;
+            a.extend(concat_const(rhs)?);
+            Some(a)
+        }
+        _ => const_int(e).map(|n| n.to_string().into_bytes()),
+    }
+}
+
+/// The jump condition that is true exactly when `op` is false.
+fn negate(op: u8) -> u8 {
+    match op {
+        BPF_JEQ => BPF_JNE,
+        BPF_JNE => BPF_JEQ,
+        BPF_JSLT => BPF_JSGE,
+        BPF_JSGE => BPF_JSLT,
+        BPF_JSGT => BPF_JSLE,
+        BPF_JSLE => BPF_JSGT,
+        BPF_JLT => BPF_JGE,
+        BPF_JGE => BPF_JLT,
+        BPF_JGT => BPF_JLE,
+        _ => BPF_JGT,
+    }
+}

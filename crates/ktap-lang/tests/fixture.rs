@@ -1,0 +1,49 @@
+//! A kernel description for tests: tracepoint formats captured from a real tracefs, kept in
+//! `test_data/kernel/CATEGORY/NAME.format`, so compiler tests need no kernel.
+
+use ktap_bpf::kernel::{glob_match, parse_tp_format, Kernel, TpFormat};
+use std::path::PathBuf;
+
+pub struct FixtureKernel {
+    events: Vec<(String, String, String)>,
+}
+
+impl FixtureKernel {
+    pub fn new() -> FixtureKernel {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/kernel");
+        let mut events = Vec::new();
+        for cat in std::fs::read_dir(&root).expect("test_data/kernel") {
+            let cat = cat.expect("dir entry").path();
+            for f in std::fs::read_dir(&cat).expect("category dir") {
+                let f = f.expect("dir entry").path();
+                let text = std::fs::read_to_string(&f).expect("format file");
+                let c = cat.file_name().unwrap().to_string_lossy().into_owned();
+                let n = f.file_stem().unwrap().to_string_lossy().into_owned();
+                events.push((c, n, text));
+            }
+        }
+        events.sort();
+        FixtureKernel { events }
+    }
+}
+
+impl Kernel for FixtureKernel {
+    fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
+        self.events
+            .iter()
+            .filter(|(c, n, _)| glob_match(category, c) && glob_match(name, n))
+            .map(|(c, n, _)| (c.clone(), n.clone()))
+            .collect()
+    }
+    fn tp_format(&self, category: &str, name: &str) -> Result<TpFormat, String> {
+        let (_, _, text) = self
+            .events
+            .iter()
+            .find(|(c, n, _)| c == category && n == name)
+            .ok_or_else(|| format!("no event {}:{}", category, name))?;
+        parse_tp_format(category, text).map_err(|e| e.message)
+    }
+    fn all_tracepoints(&self) -> Vec<String> {
+        self.events.iter().map(|(c, n, _)| format!("{}:{}", c, n)).collect()
+    }
+}
