@@ -96,7 +96,9 @@ pub fn validate(prog: &Program) -> Result<(), InvalidProgram> {
         for (pc, insn) in insns.iter().enumerate() {
             if insn.is_ld_imm64() {
                 if pc + 1 >= insns.len() {
-                    return Err(err(format!("ld_imm64 at instruction {pc} has no second half")));
+                    return Err(err(format!(
+                        "ld_imm64 at instruction {pc} has no second half"
+                    )));
                 }
                 if insn.src == BPF_PSEUDO_MAP_FD && map_ref(prog, insn).is_none() {
                     return Err(err(format!(
@@ -170,7 +172,11 @@ pub fn write_object(prog: &Program) -> Vec<u8> {
             .iter()
             .map(|i| {
                 if i.is_ld_imm64() && i.src == BPF_PSEUDO_MAP_FD && map_ref(prog, i).is_some() {
-                    Insn { src: 0, imm: 0, ..*i }
+                    Insn {
+                        src: 0,
+                        imm: 0,
+                        ..*i
+                    }
                 } else {
                     *i
                 }
@@ -392,7 +398,12 @@ mod tests {
             assert_eq!(f.section_index(), Some(text.index()));
             assert!(file.section_by_name("perf_event").is_some());
             assert_eq!(sym("ktap1_profile").size(), 16);
-            assert_eq!(file.symbols().filter(|s| s.kind() == object::SymbolKind::Text).count(), 2);
+            assert_eq!(
+                file.symbols()
+                    .filter(|s| s.kind() == object::SymbolKind::Text)
+                    .count(),
+                2
+            );
 
             let relocs: Vec<_> = text.relocations().collect();
             assert_eq!(relocs.len(), 1);

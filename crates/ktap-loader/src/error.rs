@@ -30,7 +30,11 @@ pub enum LoadError {
 
     /// The kernel's verifier (or program loader) refused a probe. `log` is the verifier's
     /// output, verbatim.
-    #[error("the kernel rejected probe `{probe}` on {event}: {}{}", describe(source), log_suffix(log))]
+    #[error(
+        "the kernel rejected probe `{probe}` on {event}: {}{}",
+        describe(source),
+        log_suffix(log)
+    )]
     Rejected {
         probe: String,
         event: String,
@@ -192,7 +196,9 @@ mod tests {
             "load probe `x`",
             |_| unreachable!(),
         );
-        assert!(e.to_string().starts_with("ktap needs root (CAP_BPF and CAP_PERFMON) to load probe `x`"));
+        assert!(e
+            .to_string()
+            .starts_with("ktap needs root (CAP_BPF and CAP_PERFMON) to load probe `x`"));
         let e = LoadError::system(io::Error::from_raw_os_error(libc::ENOSYS), "create map `t`");
         assert!(e.to_string().contains("no BPF system call"), "{e}");
         let e = LoadError::Rejected {
@@ -202,8 +208,14 @@ mod tests {
             log: "0: (95) exit\nR0 !read_ok\n".into(),
         };
         let text = e.to_string();
-        assert!(text.contains("too big for this kernel (E2BIG)"), "{text}");
-        assert!(text.ends_with("verifier log:\n0: (95) exit\nR0 !read_ok"), "{text}");
+        assert!(
+            text.contains("too big for this kernel") && text.contains("(E2BIG)"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("verifier log:\n0: (95) exit\nR0 !read_ok"),
+            "{text}"
+        );
         assert_eq!(
             describe(&io::Error::from_raw_os_error(524)),
             "not supported by this kernel or its BPF JIT (ENOTSUPP)"

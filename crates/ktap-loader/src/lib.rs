@@ -91,7 +91,10 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
     let start = Instant::now();
     check_target(prog)?;
     elf::validate(prog).map_err(|e| LoadError::Invalid {
-        probe: e.probe.and_then(|i| prog.probes.get(i)).map(|p| p.name.clone()),
+        probe: e
+            .probe
+            .and_then(|i| prog.probes.get(i))
+            .map(|p| p.name.clone()),
         message: e.message,
     })?;
     if !opts.perf_pages.is_power_of_two() {
@@ -124,7 +127,9 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
     let mut slots = Vec::with_capacity(prog.maps.len());
     for (i, def) in prog.maps.iter().enumerate() {
         let missing = || LoadError::Object(format!("map `{}` is missing", def.name));
-        let map = ebpf.take_map(&elf::map_symbol(prog, i)).ok_or_else(missing)?;
+        let map = ebpf
+            .take_map(&elf::map_symbol(prog, i))
+            .ok_or_else(missing)?;
         let per_cpu = matches!(def.kind, MapKind::PercpuHash | MapKind::PercpuArray);
         let value_len = if per_cpu {
             (def.value_size as usize).next_multiple_of(8) * possible
@@ -168,9 +173,8 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
     if let Some(array) = output.as_mut() {
         for &cpu in &online {
             let fail = |source: io::Error| {
-                LoadError::from_io(source, "open perf buffers", |source| LoadError::PerfBuffer {
-                    cpu,
-                    source,
+                LoadError::from_io(source, "open perf buffers", |source| {
+                    LoadError::PerfBuffer { cpu, source }
                 })
             };
             let buf =
@@ -365,10 +369,13 @@ impl Session {
     }
 
     fn slot(&self, map: u32) -> Result<(&MapSlot, &MapData), LoadError> {
-        let slot = self.maps.get(map as usize).ok_or_else(|| LoadError::MapAccess {
-            map: format!("#{map}"),
-            message: format!("no such map (the program has {})", self.maps.len()),
-        })?;
+        let slot = self
+            .maps
+            .get(map as usize)
+            .ok_or_else(|| LoadError::MapAccess {
+                map: format!("#{map}"),
+                message: format!("no such map (the program has {})", self.maps.len()),
+            })?;
         let data = slot.data.as_ref().ok_or_else(|| LoadError::MapAccess {
             map: slot.name.clone(),
             message: "this is the output buffer; its records are read with poll".into(),
@@ -687,23 +694,24 @@ fn rejected(prog: &Program, unit: &elf::ObjectProgram, e: ProgramError) -> LoadE
                 }
             })
         }
-        ProgramError::SyscallError(s) => LoadError::system(
-            s.io_error,
-            format!("load probe `{probe}` ({})", s.call),
-        ),
+        ProgramError::SyscallError(s) => {
+            LoadError::system(s.io_error, format!("load probe `{probe}` ({})", s.call))
+        }
         e => object_error(e),
     }
 }
 
 fn attach_error(probe: &str, event: &Event, e: ProgramError) -> LoadError {
     let attach = |source: io::Error| {
-        LoadError::from_io(source, format!("attach to {}", event_text(event)), |source| {
-            LoadError::Attach {
+        LoadError::from_io(
+            source,
+            format!("attach to {}", event_text(event)),
+            |source| LoadError::Attach {
                 probe: probe.to_string(),
                 event: event_text(event),
                 source,
-            }
-        })
+            },
+        )
     };
     match e {
         ProgramError::SyscallError(s) => attach(s.io_error),

@@ -84,7 +84,11 @@ pub(crate) fn delete(fd: BorrowedFd<'_>, key: &[u8]) -> Result<(), i32> {
 }
 
 /// The key after `key` (the first key for `None`) into `next`; `Ok(false)` at the end.
-pub(crate) fn next_key(fd: BorrowedFd<'_>, key: Option<&[u8]>, next: &mut [u8]) -> Result<bool, i32> {
+pub(crate) fn next_key(
+    fd: BorrowedFd<'_>,
+    key: Option<&[u8]>,
+    next: &mut [u8],
+) -> Result<bool, i32> {
     let attr = ElemAttr {
         key: key.map_or(0, |k| ptr(k.as_ptr())),
         value: ptr(next.as_mut_ptr()),
