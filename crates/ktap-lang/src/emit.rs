@@ -400,3 +400,538 @@ fn check_size(size: u8) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::regalloc::allocate;
+    use crate::regalloc::tests::{add, exit, func, konst, random_func, twelve_live, Rng};
+
+    /// Emits `insts` with the given locations of v0, v1, ... (not from the allocator, so each
+    /// case can place its operands where it needs them).
+    fn emit_at(insts: Vec<Inst>, locs: &[Loc]) -> Result<Vec<Insn>, String> {
+        let a = Allocation {
+            locs: locs.iter().copied().map(Some).collect(),
+            frame: 64,
+        };
+        emit(&func(insts), &a).map(|f| f.insns)
+    }
+
+    fn emit_ok(insts: Vec<Inst>, locs: &[Loc]) -> Vec<Insn> {
+        emit_at(insts, locs).unwrap()
+    }
+
+    /// Both slots of an `ld_imm64`, as a vector to splice into expectations.
+    fn two(pair: [Insn; 2]) -> Vec<Insn> {
+        pair.to_vec()
+    }
+
+    const S8: Loc = Loc::Stack(-8);
+    const S16: Loc = Loc::Stack(-16);
+    const S24: Loc = Loc::Stack(-24);
+
+    #[test]
+    fn a_small_function_end_to_end() {
+        let f = func(vec![
+            Inst::EntryCtx { dst: 0 },
+            Inst::Load {
+                size: BPF_DW,
+                dst: 1,
+                base: Base::V(0),
+                off: 8,
+            },
+            konst(2, 7),
+            add(1, 2),
+            exit(1),
+        ]);
+        let a = allocate(&f).unwrap();
+        let out = emit(&f, &a).unwrap();
+        assert_eq!(
+            out.insns,
+            [
+                Insn::mov64_reg(R2, R1),
+                Insn::ldx(BPF_DW, R2, R2, 8),
+                Insn::mov64_imm(R3, 7),
+                Insn::alu64_reg(BPF_ADD, R2, R3),
+                Insn::mov64_reg(R0, R2),
+                Insn::exit(),
+            ]
+        );
+        let spans: Vec<u32> = out.spans.iter().map(|s| s.lo).collect();
+        assert_eq!(spans, [0, 1, 2, 3, 4, 4]);
+    }
+
+    #[test]
+    fn jump_offsets_count_both_slots_of_ld_imm64() {
+        let f = func(vec![
+            konst(0, 0),
+            Inst::Label(0),
+            Inst::Jmp {
+                op: BPF_JEQ,
+                a: 0,
+                b: Opnd::Imm(3),
+                target: 1,
+            },
+            konst(1, 1 << 40),
+            add(0, 1),
+            Inst::Ja { target: 0 },
+            Inst::Label(1),
+            exit(0),
+        ]);
+        let a = allocate(&f).unwrap();
+        let out = emit(&f, &a).unwrap();
+        let mut want = vec![Insn::mov64_imm(R2, 0), Insn::jmp_imm(BPF_JEQ, R2, 3, 4)];
+        want.extend(two(Insn::ld_imm64(R3, 0, 1 << 40)));
+        want.extend([
+            Insn::alu64_reg(BPF_ADD, R2, R3),
+            Insn::ja(-5),
+            Insn::mov64_reg(R0, R2),
+            Insn::exit(),
+        ]);
+        assert_eq!(out.insns, want);
+        // Both slots of the ld_imm64 carry the span of the Const.
+        assert_eq!(out.spans[2], out.spans[3]);
+        assert_eq!(out.spans[2].lo, 3);
+    }
+
+    #[test]
+    fn jumps_to_the_next_instruction_are_left_out() {
+        let insts = vec![
+            konst(0, 1),
+            Inst::Ja { target: 1 },
+            Inst::Label(0),
+            Inst::Label(1),
+            Inst::Jmp {
+                op: BPF_JNE,
+                a: 0,
+                b: Opnd::Imm(0),
+                target: 2,
+            },
+            Inst::Label(2),
+            exit(0),
+        ];
+        assert_eq!(
+            emit_ok(insts, &[Loc::Reg(R2)]),
+            [
+                Insn::mov64_imm(R2, 1),
+                Insn::mov64_reg(R0, R2),
+                Insn::exit()
+            ]
+        );
+    }
+
+    #[test]
+    fn spilled_operands_go_through_r0_and_r1() {
+        let alu = |dst, src, op, w32| Inst::Alu { op, dst, src, w32 };
+        assert_eq!(
+            emit_ok(vec![alu(0, Opnd::V(1), BPF_ADD, false)], &[S8, S16]),
+            [
+                Insn::ldx(BPF_DW, R0, R10, -8),
+                Insn::ldx(BPF_DW, R1, R10, -16),
+                Insn::alu64_reg(BPF_ADD, R0, R1),
+                Insn::stx(BPF_DW, R10, -8, R0),
+            ]
+        );
+        assert_eq!(
+            emit_ok(vec![alu(0, Opnd::Imm(3), BPF_SUB, true)], &[S8]),
+            [
+                Insn::ldx(BPF_DW, R0, R10, -8),
+                Insn::alu32_imm(BPF_SUB, R0, 3),
+                Insn::stx(BPF_DW, R10, -8, R0),
+            ]
+        );
+        assert_eq!(
+            emit_ok(
+                vec![alu(0, Opnd::V(1), BPF_NEG, false)],
+                &[Loc::Reg(R4), S8]
+            ),
+            [Insn::alu64_imm(BPF_NEG, R4, 0)]
+        );
+        let load = |size, dst, base, off| Inst::Load {
+            size,
+            dst,
+            base,
+            off,
+        };
+        assert_eq!(
+            emit_ok(vec![load(BPF_W, 0, Base::V(1), 4)], &[S8, S24]),
+            [
+                Insn::ldx(BPF_DW, R1, R10, -24),
+                Insn::ldx(BPF_W, R0, R1, 4),
+                Insn::stx(BPF_DW, R10, -8, R0),
+            ]
+        );
+        assert_eq!(
+            emit_ok(vec![load(BPF_B, 0, Base::Fp, -3)], &[Loc::Reg(R5)]),
+            [Insn::ldx(BPF_B, R5, R10, -3)]
+        );
+        let store = |size, base, off, src| Inst::Store {
+            size,
+            base,
+            off,
+            src,
+        };
+        assert_eq!(
+            emit_ok(vec![store(BPF_H, Base::V(0), 2, Opnd::V(1))], &[S24, S8]),
+            [
+                Insn::ldx(BPF_DW, R0, R10, -24),
+                Insn::ldx(BPF_DW, R1, R10, -8),
+                Insn::stx(BPF_H, R0, 2, R1),
+            ]
+        );
+        assert_eq!(
+            emit_ok(vec![store(BPF_B, Base::Fp, -1, Opnd::Imm(7))], &[]),
+            [Insn::st(BPF_B, R10, -1, 7)]
+        );
+        let atomic = Inst::AtomicAdd {
+            base: 0,
+            off: 16,
+            src: 1,
+        };
+        assert_eq!(
+            emit_ok(vec![atomic], &[S24, Loc::Reg(R4)]),
+            [
+                Insn::ldx(BPF_DW, R0, R10, -24),
+                Insn::atomic_add(BPF_DW, R0, 16, R4),
+            ]
+        );
+        let jmp = Inst::Jmp {
+            op: BPF_JGT,
+            a: 0,
+            b: Opnd::V(1),
+            target: 0,
+        };
+        assert_eq!(
+            emit_ok(vec![jmp, exit(0), Inst::Label(0), exit(1)], &[S8, S16]),
+            [
+                Insn::ldx(BPF_DW, R0, R10, -8),
+                Insn::ldx(BPF_DW, R1, R10, -16),
+                Insn::jmp_reg(BPF_JGT, R0, R1, 2),
+                Insn::ldx(BPF_DW, R0, R10, -8),
+                Insn::exit(),
+                Insn::ldx(BPF_DW, R0, R10, -16),
+                Insn::exit(),
+            ]
+        );
+    }
+
+    #[test]
+    fn moves_between_every_kind_of_location() {
+        let mov = |dst, src| Inst::Mov { dst, src };
+        let r4 = Loc::Reg(R4);
+        let cases: Vec<(Inst, Vec<Insn>)> = vec![
+            (mov(0, Opnd::V(1)), vec![Insn::mov64_reg(R4, R3)]),
+            (mov(0, Opnd::V(0)), vec![]),
+            (mov(2, Opnd::V(2)), vec![]),
+            (mov(0, Opnd::V(2)), vec![Insn::ldx(BPF_DW, R4, R10, -8)]),
+            (mov(2, Opnd::V(0)), vec![Insn::stx(BPF_DW, R10, -8, R4)]),
+            (
+                mov(2, Opnd::V(3)),
+                vec![
+                    Insn::ldx(BPF_DW, R0, R10, -16),
+                    Insn::stx(BPF_DW, R10, -8, R0),
+                ],
+            ),
+            (mov(0, Opnd::Imm(-9)), vec![Insn::mov64_imm(R4, -9)]),
+            (
+                mov(2, Opnd::Imm(9)),
+                vec![Insn::mov64_imm(R0, 9), Insn::stx(BPF_DW, R10, -8, R0)],
+            ),
+            (konst(0, -(1 << 31)), vec![Insn::mov64_imm(R4, i32::MIN)]),
+            (
+                konst(2, 1 << 31),
+                [
+                    two(Insn::ld_imm64(R0, 0, 1 << 31)),
+                    vec![Insn::stx(BPF_DW, R10, -8, R0)],
+                ]
+                .concat(),
+            ),
+            (Inst::LdMap { dst: 0, map: 3 }, two(Insn::ld_map(R4, 3))),
+            (
+                Inst::FpAddr { dst: 2, off: -16 },
+                vec![
+                    Insn::mov64_reg(R0, R10),
+                    Insn::alu64_imm(BPF_ADD, R0, -16),
+                    Insn::stx(BPF_DW, R10, -8, R0),
+                ],
+            ),
+            (
+                Inst::FpAddr { dst: 0, off: 0 },
+                vec![Insn::mov64_reg(R4, R10)],
+            ),
+            (
+                Inst::EntryCtx { dst: 2 },
+                vec![Insn::stx(BPF_DW, R10, -8, R1)],
+            ),
+            (
+                Inst::Exit {
+                    code: Opnd::Imm(-1),
+                },
+                vec![Insn::mov64_imm(R0, -1), Insn::exit()],
+            ),
+        ];
+        for (inst, want) in cases {
+            let got = emit_ok(vec![inst.clone()], &[r4, Loc::Reg(R3), S8, S16]);
+            assert_eq!(got, want, "{inst:?}");
+        }
+    }
+
+    #[test]
+    fn call_arguments_of_every_kind() {
+        let call = Inst::Call {
+            helper: 5,
+            args: vec![
+                Arg::V(0),
+                Arg::Imm(1 << 33),
+                Arg::Map(2),
+                Arg::Fp(-16),
+                Arg::V(1),
+            ],
+            dst: Some(2),
+        };
+        let want = [
+            vec![
+                // The register move first: r4 is about to be overwritten by the Fp argument.
+                Insn::mov64_reg(R5, R4),
+                Insn::ldx(BPF_DW, R1, R10, -8),
+            ],
+            two(Insn::ld_imm64(R2, 0, 1 << 33)),
+            two(Insn::ld_map(R3, 2)),
+            vec![
+                Insn::mov64_reg(R4, R10),
+                Insn::alu64_imm(BPF_ADD, R4, -16),
+                Insn::call(5),
+                Insn::stx(BPF_DW, R10, -16, R0),
+            ],
+        ]
+        .concat();
+        assert_eq!(emit_ok(vec![call], &[S8, Loc::Reg(R4), S16]), want);
+        let call = Inst::Call {
+            helper: 6,
+            args: vec![Arg::Imm(-1), Arg::V(0)],
+            dst: Some(0),
+        };
+        assert_eq!(
+            emit_ok(vec![call], &[Loc::Reg(R2)]),
+            [
+                Insn::mov64_imm(R1, -1),
+                Insn::call(6),
+                Insn::mov64_reg(R2, R0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_of_argument_moves_is_broken_through_r0() {
+        // x sits in r3 and goes to r2; y sits in r2 and goes to r3.
+        let call = Inst::Call {
+            helper: 1,
+            args: vec![Arg::Imm(7), Arg::V(0), Arg::V(1)],
+            dst: None,
+        };
+        assert_eq!(
+            emit_ok(vec![call], &[Loc::Reg(R3), Loc::Reg(R2)]),
+            [
+                Insn::mov64_reg(R0, R2),
+                Insn::mov64_reg(R2, R3),
+                Insn::mov64_reg(R3, R0),
+                Insn::mov64_imm(R1, 7),
+                Insn::call(1),
+            ]
+        );
+        // r1 <- r4 must happen before r4 <- r2, which must happen before the r2/r3 swap.
+        let call = Inst::Call {
+            helper: 1,
+            args: vec![Arg::V(2), Arg::V(1), Arg::V(0), Arg::V(0)],
+            dst: None,
+        };
+        assert_eq!(
+            emit_ok(vec![call], &[Loc::Reg(R2), Loc::Reg(R3), Loc::Reg(R4)]),
+            [
+                Insn::mov64_reg(R1, R4),
+                Insn::mov64_reg(R4, R2),
+                Insn::mov64_reg(R0, R2),
+                Insn::mov64_reg(R2, R3),
+                Insn::mov64_reg(R3, R0),
+                Insn::call(1),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_register_argument_permutation_arrives() {
+        // vN lives in r(N+2). For every choice of sources for up to five arguments, track which
+        // value each register holds through the emitted moves.
+        let locs: Vec<Loc> = (R2..=R9).map(Loc::Reg).collect();
+        for n in 1..=5u32 {
+            for code in 0..8u32.pow(n) {
+                let srcs: Vec<VReg> = (0..n).map(|k| code / 8u32.pow(k) % 8).collect();
+                let call = Inst::Call {
+                    helper: 1,
+                    args: srcs.iter().map(|&v| Arg::V(v)).collect(),
+                    dst: None,
+                };
+                let insns = emit_ok(vec![call], &locs);
+                let mut holds: [Option<u32>; 11] = [None; 11];
+                for r in R2..=R9 {
+                    holds[r as usize] = Some(r as u32 - 2);
+                }
+                let (call, moves) = insns.split_last().unwrap();
+                assert_eq!(*call, Insn::call(1));
+                for m in moves {
+                    assert_eq!(m.code, BPF_ALU64 | BPF_MOV | BPF_X, "{srcs:?}: {m:?}");
+                    holds[m.dst as usize] = holds[m.src as usize];
+                }
+                for (k, &v) in srcs.iter().enumerate() {
+                    assert_eq!(holds[k + 1], Some(v), "{srcs:?}: {insns:?}");
+                }
+                for r in R6..=R9 {
+                    assert_eq!(
+                        holds[r as usize],
+                        Some(r as u32 - 2),
+                        "{srcs:?} clobbers r{r}"
+                    );
+                }
+                let needed = (R1..).zip(&srcs).filter(|(r, &v)| v + 2 != *r as u32);
+                assert!(moves.len() <= needed.count() + 2, "{srcs:?}: {insns:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn twelve_live_values_emit_spill_code() {
+        let f = twelve_live();
+        let a = allocate(&f).unwrap();
+        let out = emit(&f, &a).unwrap();
+        // v0 += v9 with both spilled, exactly as it must read and write the slots.
+        let want = [
+            Insn::ldx(BPF_DW, R0, R10, -24),
+            Insn::ldx(BPF_DW, R1, R10, -32),
+            Insn::alu64_reg(BPF_ADD, R0, R1),
+            Insn::stx(BPF_DW, R10, -24, R0),
+        ];
+        assert!(out.insns.windows(4).any(|w| w == want), "{:?}", out.insns);
+        assert_eq!(out.insns.len(), out.spans.len());
+    }
+
+    #[test]
+    fn a_jump_too_far_for_16_bits_is_an_error() {
+        let mut insts = vec![konst(0, 1), Inst::Ja { target: 0 }];
+        insts.extend((0..40_000).map(|_| konst(1, 2)));
+        insts.extend([Inst::Label(0), exit(0)]);
+        let f = func(insts);
+        let a = allocate(&f).unwrap();
+        let e = emit(&f, &a).unwrap_err();
+        assert!(e.contains("spans 40000 instructions"), "{e}");
+    }
+
+    #[test]
+    fn unemittable_input_is_an_error() {
+        let jmp = |op, target| Inst::Jmp {
+            op,
+            a: 0,
+            b: Opnd::Imm(0),
+            target,
+        };
+        let alu = |op| Inst::Alu {
+            op,
+            dst: 0,
+            src: Opnd::Imm(1),
+            w32: false,
+        };
+        let r2 = [Loc::Reg(R2)];
+        let cases: Vec<(Vec<Inst>, &[Loc], &str)> = vec![
+            (vec![exit(1)], &r2, "v1 has no location"),
+            (vec![exit(0)], &[Loc::Reg(R1)], "outside r2-r9"),
+            (
+                vec![Inst::Call {
+                    helper: 1,
+                    args: vec![Arg::Imm(0); 6],
+                    dst: None,
+                }],
+                &[],
+                "6 arguments",
+            ),
+            (
+                vec![Inst::Label(0), Inst::Label(0), exit(0)],
+                &r2,
+                "placed twice",
+            ),
+            (
+                vec![jmp(BPF_JEQ, 0), exit(0), Inst::Label(0)],
+                &r2,
+                "after the last",
+            ),
+            (
+                vec![jmp(BPF_JEQ, 1), exit(0), Inst::Label(0)],
+                &r2,
+                "never placed",
+            ),
+            (
+                vec![jmp(BPF_JA, 0), exit(0), Inst::Label(0)],
+                &r2,
+                "condition 0x0",
+            ),
+            (vec![alu(BPF_MOV)], &r2, "ALU operation 0xb0"),
+            (vec![alu(BPF_END)], &r2, "ALU operation 0xd0"),
+            (vec![alu(0x08)], &r2, "ALU operation 0x8"),
+            (
+                vec![Inst::Load {
+                    size: 0x20,
+                    dst: 0,
+                    base: Base::Fp,
+                    off: 0,
+                }],
+                &r2,
+                "size 0x20",
+            ),
+        ];
+        for (insts, locs, msg) in cases {
+            let e = emit_at(insts, locs).unwrap_err();
+            assert!(e.contains(msg), "{e:?} lacks {msg:?}");
+        }
+        let mut f = func(vec![Inst::Ja { target: 0 }, Inst::Label(0)]);
+        f.nlabels = 0;
+        let a = Allocation {
+            locs: vec![],
+            frame: 0,
+        };
+        assert!(emit(&f, &a).unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn random_functions_emit_well_formed_code() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..100 {
+            let f = random_func(&mut rng);
+            let a = allocate(&f).unwrap();
+            let out = emit(&f, &a).unwrap();
+            assert_eq!(out.insns.len(), out.spans.len());
+            let second_slots: Vec<bool> = std::iter::once(false)
+                .chain(out.insns.iter().map(Insn::is_ld_imm64))
+                .collect();
+            for (i, insn) in out.insns.iter().enumerate() {
+                if second_slots[i] {
+                    continue;
+                }
+                // Registers: the allocator's, the scratch ones and the frame pointer, which is
+                // only ever a base or a source.
+                let class = insn.class();
+                let writes = [BPF_ALU, BPF_ALU64, BPF_LDX, BPF_LD].contains(&class);
+                assert!(
+                    insn.dst <= R9 || !writes && insn.dst == R10,
+                    "{i}: {insn:?}"
+                );
+                assert!(insn.src <= R10, "{i}: {insn:?}");
+                let op = insn.code & 0xf0;
+                if class == BPF_JMP && op != BPF_CALL && op != BPF_EXIT {
+                    let t = i as i64 + 1 + insn.off as i64;
+                    assert!(t >= 0 && (t as usize) < out.insns.len(), "{i}: {insn:?}");
+                    assert!(!second_slots[t as usize], "{i} jumps into an ld_imm64");
+                    assert_ne!(t, i as i64 + 1, "{i}: a jump to the next instruction");
+                }
+            }
+            assert_eq!(out.insns.last(), Some(&Insn::exit()));
+        }
+    }
+}

@@ -408,3 +408,461 @@ fn assign_slots(
     }
     Ok(Allocation { locs, frame: total })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ir::{Arg, Label, Opnd};
+    use ktap_bpf::insn::{BPF_ADD, BPF_JLT, BPF_JNE};
+    use ktap_bpf::Span;
+
+    /// A function of `insts`, with `nregs` and `nlabels` just large enough and instruction `k`
+    /// spanning bytes `k..k+1`.
+    pub(crate) fn func(insts: Vec<Inst>) -> IrFunc {
+        let mut f = IrFunc::default();
+        for (k, inst) in insts.into_iter().enumerate() {
+            for v in inst.uses().into_iter().chain(inst.def()) {
+                f.nregs = f.nregs.max(v + 1);
+            }
+            if let Inst::Label(l) | Inst::Jmp { target: l, .. } | Inst::Ja { target: l } = inst {
+                f.nlabels = f.nlabels.max(l + 1);
+            }
+            f.push(inst, Span::new(k as u32, k as u32 + 1));
+        }
+        f
+    }
+
+    pub(crate) fn konst(dst: VReg, imm: i64) -> Inst {
+        Inst::Const { dst, imm }
+    }
+    pub(crate) fn add(dst: VReg, src: VReg) -> Inst {
+        Inst::Alu {
+            op: BPF_ADD,
+            dst,
+            src: Opnd::V(src),
+            w32: false,
+        }
+    }
+    pub(crate) fn exit(v: VReg) -> Inst {
+        Inst::Exit { code: Opnd::V(v) }
+    }
+    pub(crate) fn call(args: &[VReg], dst: Option<VReg>) -> Inst {
+        Inst::Call {
+            helper: 1,
+            args: args.iter().map(|&v| Arg::V(v)).collect(),
+            dst,
+        }
+    }
+
+    /// For each instruction, the instructions control can reach right after it.
+    fn succs(f: &IrFunc) -> Vec<Vec<usize>> {
+        let at = |l: Label| {
+            f.insts
+                .iter()
+                .position(|(inst, _)| *inst == Inst::Label(l))
+                .expect("placed label")
+        };
+        (0..f.insts.len())
+            .map(|i| {
+                let next = (i + 1 < f.insts.len()).then_some(i + 1);
+                match f.insts[i].0 {
+                    Inst::Jmp { target, .. } => std::iter::once(at(target)).chain(next).collect(),
+                    Inst::Ja { target } => vec![at(target)],
+                    Inst::Exit { .. } => vec![],
+                    _ => next.into_iter().collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// `out[i]` holds whether `v` is live after instruction `i`: some path from there reads it
+    /// before writing it. Found by searching backwards from each read of `v`, independently of
+    /// the allocator's block dataflow.
+    fn live_after(f: &IrFunc, preds: &[Vec<usize>], v: VReg) -> Vec<bool> {
+        let mut out = vec![false; f.insts.len()];
+        let mut live_before = vec![false; f.insts.len()];
+        let mut todo: Vec<usize> = (0..f.insts.len())
+            .filter(|&j| f.insts[j].0.uses().contains(&v))
+            .collect();
+        while let Some(j) = todo.pop() {
+            if std::mem::replace(&mut live_before[j], true) {
+                continue;
+            }
+            for &p in &preds[j] {
+                out[p] = true;
+                if f.insts[p].0.def() != Some(v) || f.insts[p].0.uses().contains(&v) {
+                    todo.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks that `a` is a correct allocation of `f`: every value mentioned has a location in
+    /// the allowed registers or in a slot of the frame; values live at the same time never share
+    /// a location; values live across a call are in callee-saved registers or on the stack.
+    pub(crate) fn check(f: &IrFunc, a: &Allocation) {
+        assert!(a.frame <= 512);
+        let base = f.frame.div_ceil(8) * 8;
+        let mut preds = vec![Vec::new(); f.insts.len()];
+        for (i, ss) in succs(f).into_iter().enumerate() {
+            for s in ss {
+                preds[s].push(i);
+            }
+        }
+        let live: Vec<Vec<bool>> = (0..f.nregs).map(|v| live_after(f, &preds, v)).collect();
+        for (i, (inst, _)) in f.insts.iter().enumerate() {
+            for v in inst.uses().into_iter().chain(inst.def()) {
+                match a.loc(v) {
+                    Some(Loc::Reg(r)) => assert!((2..=9).contains(&r), "v{v} in r{r}"),
+                    Some(Loc::Stack(off)) => {
+                        assert!(off % 8 == 0 && -(off as i32) > base as i32, "v{v} at {off}");
+                        assert!(-(off as i32) <= a.frame as i32, "v{v} at {off}");
+                    }
+                    None => panic!("v{v} of instruction {i} has no location"),
+                }
+            }
+            let out: Vec<VReg> = (0..f.nregs).filter(|&v| live[v as usize][i]).collect();
+            let def = inst.def();
+            let mut after = out.clone();
+            after.extend(def.filter(|d| !out.contains(d)));
+            let mut before: Vec<VReg> = out.iter().copied().filter(|&v| Some(v) != def).collect();
+            for u in inst.uses() {
+                if !before.contains(&u) {
+                    before.push(u);
+                }
+            }
+            for set in [&after, &before] {
+                for (k, &v) in set.iter().enumerate() {
+                    for &w in &set[k + 1..] {
+                        assert_ne!(a.loc(v), a.loc(w), "v{v} and v{w} at instruction {i}");
+                    }
+                }
+            }
+            if let Inst::Call { .. } = inst {
+                for &v in out.iter().filter(|&&v| Some(v) != def) {
+                    assert!(
+                        !matches!(a.loc(v), Some(Loc::Reg(r)) if r < 6),
+                        "v{v} is live across the call at {i} in {:?}",
+                        a.loc(v)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn values_used_in_a_loop_stay_live_through_the_back_edge() {
+        let f = func(vec![
+            konst(0, 5),
+            konst(1, 0),
+            Inst::Label(0),
+            add(1, 0),
+            // v0's last use in program order is above, but the back edge reads it again, so v2
+            // must not take its register.
+            konst(2, 1),
+            add(1, 2),
+            Inst::Jmp {
+                op: BPF_JLT,
+                a: 1,
+                b: Opnd::Imm(100),
+                target: 0,
+            },
+            exit(1),
+        ]);
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        assert_eq!(
+            a.locs,
+            [Some(Loc::Reg(2)), Some(Loc::Reg(3)), Some(Loc::Reg(4))]
+        );
+        assert_eq!(a.frame, 0);
+    }
+
+    #[test]
+    fn values_live_across_a_call_get_callee_saved_registers() {
+        let f = func(vec![
+            konst(0, 1),
+            konst(1, 2),
+            call(&[1], Some(2)),
+            add(2, 0),
+            exit(2),
+        ]);
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        // v0 survives the call; v1 dies as its argument, so the result reuses its register.
+        assert_eq!(
+            a.locs,
+            [Some(Loc::Reg(6)), Some(Loc::Reg(2)), Some(Loc::Reg(2))]
+        );
+    }
+
+    #[test]
+    fn an_argument_read_again_after_the_call_counts_as_crossing_it() {
+        let f = func(vec![
+            konst(0, 1),
+            call(&[0], Some(0)),
+            call(&[0], Some(1)),
+            add(1, 0),
+            exit(1),
+        ]);
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        // v0 is redefined by the first call, so only the second call is crossed.
+        assert_eq!(a.locs, [Some(Loc::Reg(6)), Some(Loc::Reg(2))]);
+    }
+
+    #[test]
+    fn five_values_across_a_call_spill_one() {
+        let mut insts: Vec<Inst> = (0..5).map(|v| konst(v, v as i64)).collect();
+        insts.push(call(&[], None));
+        insts.extend((1..5).map(|v| add(0, v)));
+        insts.push(exit(0));
+        let f = func(insts);
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        let spilled = a.locs.iter().filter(|l| matches!(l, Some(Loc::Stack(_))));
+        assert_eq!(spilled.count(), 1);
+        assert_eq!(a.frame, 8);
+    }
+
+    /// Twelve constants, then their sum: all twelve are live at once.
+    pub(crate) fn twelve_live() -> IrFunc {
+        let mut insts: Vec<Inst> = (0..12).map(|v| konst(v, v as i64 + 1)).collect();
+        insts.extend((1..12).map(|v| add(0, v)));
+        insts.push(exit(0));
+        let mut f = func(insts);
+        f.frame = 16;
+        f
+    }
+
+    #[test]
+    fn twelve_live_values_spill_four_below_the_frame() {
+        let f = twelve_live();
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        // The accumulator lives longest and is spilled first; then each newcomer outlives
+        // every value in a register.
+        let slots: Vec<_> = [0, 9, 10, 11].iter().map(|&v| a.loc(v)).collect();
+        assert_eq!(
+            slots,
+            [-24, -32, -40, -48].map(|o| Some(Loc::Stack(o))).to_vec()
+        );
+        assert_eq!(a.frame, 48);
+    }
+
+    #[test]
+    fn spill_slots_are_reused_once_free() {
+        // Two rounds of nine live values: each spills one, and the rounds do not overlap.
+        let mut insts = Vec::new();
+        for round in 0..2 {
+            let v0 = round * 9;
+            insts.extend((v0..v0 + 9).map(|v| konst(v, 1)));
+            insts.extend((v0 + 1..v0 + 9).map(|v| add(v0, v)));
+            insts.push(Inst::Store {
+                size: ktap_bpf::insn::BPF_DW,
+                base: crate::ir::Base::Fp,
+                off: -8,
+                src: Opnd::V(v0),
+            });
+        }
+        insts.push(exit(9));
+        let mut f = func(insts);
+        f.frame = 12;
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        assert_eq!(a.loc(0), Some(Loc::Stack(-24)));
+        assert_eq!(a.loc(9), Some(Loc::Stack(-24)));
+        assert_eq!(a.frame, 24);
+    }
+
+    #[test]
+    fn the_stack_limit_counts_frame_and_spills() {
+        let mut f = twelve_live();
+        f.frame = 480;
+        let a = allocate(&f).unwrap();
+        assert_eq!(a.frame, 512);
+        f.frame = 481;
+        assert_eq!(
+            allocate(&f),
+            Err("the program needs 520 bytes of stack, more than the 512 bytes eBPF allows".into())
+        );
+        let mut g = func(vec![exit(0)].into_iter().skip(1).collect());
+        g.frame = 513;
+        assert!(allocate(&g).unwrap_err().contains("513 bytes"));
+    }
+
+    #[test]
+    fn dead_definitions_still_get_a_register_of_their_own() {
+        let f = func(vec![konst(0, 1), konst(1, 2), call(&[], Some(2)), exit(0)]);
+        let a = allocate(&f).unwrap();
+        check(&f, &a);
+        assert_eq!(a.loc(1), Some(Loc::Reg(2)));
+        assert_eq!(a.loc(0), Some(Loc::Reg(6)));
+    }
+
+    #[test]
+    fn malformed_ir_is_an_error() {
+        let cases: Vec<(IrFunc, &str)> = vec![
+            (func(vec![exit(3)]), "never defined"),
+            (
+                IrFunc {
+                    nregs: 1,
+                    ..func(vec![konst(0, 1), exit(2)])
+                },
+                "has 1 virtual registers",
+            ),
+            (
+                IrFunc {
+                    nlabels: 0,
+                    ..func(vec![Inst::Ja { target: 0 }, Inst::Label(0)])
+                },
+                "has 0 labels",
+            ),
+            (func(vec![Inst::Ja { target: 1 }]), "never placed"),
+            (
+                func(vec![Inst::Label(0), Inst::Label(0), exit(0)]),
+                "placed twice",
+            ),
+            (
+                func(vec![konst(0, 1), Inst::EntryCtx { dst: 1 }, exit(1)]),
+                "first instruction",
+            ),
+            (
+                // v1 is defined on one path only.
+                func(vec![
+                    konst(0, 1),
+                    Inst::Jmp {
+                        op: BPF_JNE,
+                        a: 0,
+                        b: Opnd::Imm(0),
+                        target: 0,
+                    },
+                    konst(1, 1),
+                    Inst::Label(0),
+                    exit(1),
+                ]),
+                "may be read before it is defined",
+            ),
+        ];
+        for (f, msg) in cases {
+            let e = allocate(&f).unwrap_err();
+            assert!(e.contains(msg), "{e:?} lacks {msg:?}");
+        }
+    }
+
+    /// A small deterministic generator of random values (xorshift).
+    pub(crate) struct Rng(pub(crate) u64);
+    impl Rng {
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// A random structured function: straight code, calls, conditionals and loops, where every
+    /// read is of a value defined on every path to it.
+    pub(crate) fn random_func(rng: &mut Rng) -> IrFunc {
+        fn block(rng: &mut Rng, f: &mut IrFunc, vals: &mut Vec<VReg>, depth: u32) {
+            let pick = |rng: &mut Rng, vals: &[VReg]| vals[rng.below(vals.len() as u64) as usize];
+            for _ in 0..rng.below(12) + 1 {
+                match rng.below(10) {
+                    0..=2 => {
+                        let v = f.new_reg();
+                        f.push(konst(v, rng.below(1 << 40) as i64), Span::default());
+                        vals.push(v);
+                    }
+                    3..=4 => {
+                        let (d, s) = (pick(rng, vals), pick(rng, vals));
+                        f.push(add(d, s), Span::default());
+                    }
+                    5 => {
+                        let args: Vec<VReg> = (0..rng.below(6)).map(|_| pick(rng, vals)).collect();
+                        let v = f.new_reg();
+                        f.push(call(&args, Some(v)), Span::default());
+                        vals.push(v);
+                    }
+                    6 => {
+                        // Sum many values, so that many are live together.
+                        let v = f.new_reg();
+                        f.push(konst(v, 0), Span::default());
+                        for _ in 0..rng.below(8) {
+                            let s = pick(rng, vals);
+                            f.push(add(v, s), Span::default());
+                        }
+                        vals.push(v);
+                    }
+                    7 if depth < 3 => {
+                        let skip = f.new_label();
+                        let a = pick(rng, vals);
+                        let j = Inst::Jmp {
+                            op: BPF_JNE,
+                            a,
+                            b: Opnd::V(pick(rng, vals)),
+                            target: skip,
+                        };
+                        f.push(j, Span::default());
+                        block(rng, f, &mut vals.clone(), depth + 1);
+                        f.push(Inst::Label(skip), Span::default());
+                    }
+                    8 if depth < 3 => {
+                        let top = f.new_label();
+                        f.push(Inst::Label(top), Span::default());
+                        block(rng, f, &mut vals.clone(), depth + 1);
+                        let a = pick(rng, vals);
+                        let j = Inst::Jmp {
+                            op: BPF_JLT,
+                            a,
+                            b: Opnd::Imm(10),
+                            target: top,
+                        };
+                        f.push(j, Span::default());
+                    }
+                    _ => {
+                        let s = pick(rng, vals);
+                        f.push(
+                            Inst::Store {
+                                size: ktap_bpf::insn::BPF_DW,
+                                base: crate::ir::Base::Fp,
+                                off: -8,
+                                src: Opnd::V(s),
+                            },
+                            Span::default(),
+                        );
+                    }
+                }
+            }
+        }
+        let mut f = IrFunc {
+            frame: 8,
+            ..IrFunc::default()
+        };
+        let ctx = f.new_reg();
+        f.push(Inst::EntryCtx { dst: ctx }, Span::default());
+        let mut vals = vec![ctx];
+        block(rng, &mut f, &mut vals, 0);
+        let v = vals[rng.below(vals.len() as u64) as usize];
+        f.push(exit(v), Span::default());
+        f
+    }
+
+    #[test]
+    fn random_functions_are_allocated_correctly() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut spills = 0;
+        for _ in 0..150 {
+            let f = random_func(&mut rng);
+            let a = allocate(&f).unwrap();
+            check(&f, &a);
+            spills += a
+                .locs
+                .iter()
+                .filter(|l| matches!(l, Some(Loc::Stack(_))))
+                .count();
+        }
+        // The generator must exercise spilling, or this test proves little.
+        assert!(spills > 20, "{spills} spills");
+    }
+}
