@@ -934,4 +934,98 @@ mod tests {
             assert_eq!(out.insns.last(), Some(&Insn::exit()));
         }
     }
+
+    /// Runs `f` through allocation and emission in the VM, and returns its `r0`.
+    fn run_vm(f: &IrFunc, a: &Allocation) -> u64 {
+        let code = emit(f, a).unwrap();
+        let endian = ktap_bpf::Endian::host();
+        let env = ktap_vm::RunEnv::new(&[], endian);
+        let mut host = ktap_vm::MemHost::new(&[], endian);
+        host.ktime_ns = 1000;
+        ktap_vm::run(&code, &mut [0; 8], &env, &mut host).unwrap()
+    }
+
+    #[test]
+    fn the_vm_runs_a_loop_with_a_value_from_before_it() {
+        let f = func(vec![
+            konst(0, 5),
+            konst(1, 0),
+            konst(2, 0),
+            Inst::Label(0),
+            add(1, 0),
+            konst(3, 1),
+            add(2, 3),
+            Inst::Jmp {
+                op: BPF_JLT,
+                a: 2,
+                b: Opnd::Imm(10),
+                target: 0,
+            },
+            exit(1),
+        ]);
+        assert_eq!(run_vm(&f, &allocate(&f).unwrap()), 50);
+    }
+
+    #[test]
+    fn the_vm_runs_spilled_values_and_values_across_calls() {
+        let f = twelve_live();
+        assert_eq!(run_vm(&f, &allocate(&f).unwrap()), 78);
+        // Six values live across two calls and the first call's result across the second:
+        // four in r6-r9, three on the stack.
+        let mut insts: Vec<Inst> = (0..6).map(|v| konst(v, 1 << v)).collect();
+        let ktime = |dst| Inst::Call {
+            helper: ktap_bpf::helpers::KTIME_GET_NS,
+            args: vec![],
+            dst: Some(dst),
+        };
+        insts.extend([ktime(6), ktime(7), add(6, 7)]);
+        insts.extend((0..6).map(|v| add(6, v)));
+        insts.push(exit(6));
+        let f = func(insts);
+        let a = allocate(&f).unwrap();
+        assert_eq!(a.frame, 24);
+        assert_eq!(run_vm(&f, &a), 2000 + 63);
+    }
+
+    #[test]
+    fn the_vm_runs_a_call_whose_arguments_form_a_cycle() {
+        // probe_read(fp - 8, 8, fp - 16) with the size in r3 and the source in r2: r2 and r3
+        // must swap on the way into the call.
+        let f = func(vec![
+            Inst::Store {
+                size: BPF_DW,
+                base: Base::Fp,
+                off: -16,
+                src: Opnd::Imm(0x1234),
+            },
+            Inst::FpAddr { dst: 0, off: -8 },
+            konst(1, 8),
+            Inst::FpAddr { dst: 2, off: -16 },
+            Inst::Call {
+                helper: ktap_bpf::helpers::PROBE_READ,
+                args: vec![Arg::V(0), Arg::V(1), Arg::V(2)],
+                dst: Some(3),
+            },
+            Inst::Load {
+                size: BPF_DW,
+                dst: 4,
+                base: Base::Fp,
+                off: -8,
+            },
+            exit(4),
+        ]);
+        let a = Allocation {
+            locs: [R4, R3, R2, R5, R2].map(|r| Some(Loc::Reg(r))).to_vec(),
+            frame: 16,
+        };
+        crate::regalloc::tests::check(&f, &a);
+        let code = emit(&f, &a).unwrap();
+        let swap = [
+            Insn::mov64_reg(R0, R2),
+            Insn::mov64_reg(R2, R3),
+            Insn::mov64_reg(R3, R0),
+        ];
+        assert!(code.insns.windows(3).any(|w| w == swap), "{:?}", code.insns);
+        assert_eq!(run_vm(&f, &a), 0x1234);
+    }
 }
