@@ -9,7 +9,7 @@
 //! old kernels fail on objects that carry BTF they cannot parse, and ktap needs none.
 
 use ktap_bpf::insn::{encode_all, Endian, Insn, BPF_PSEUDO_MAP_FD};
-use ktap_bpf::{Event, MapKind, Probe, Program};
+use ktap_bpf::{Event, MapKind, MapRole, Probe, Program};
 use object::write::{Object, Relocation, Symbol, SymbolSection};
 use object::{
     elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags,
@@ -71,15 +71,21 @@ pub fn map_symbol(prog: &Program, index: usize) -> String {
     format!("m{index}_{}", sanitize(name))
 }
 
-/// Checks what [`write_object`] relies on: every probe has code, and every map reference
-/// names a map of the program. The kernel would reject the rest with a worse message, or,
+/// Checks what [`write_object`] relies on: every probe has code, every map reference names a
+/// map of the program, and the output map is a perf event array. A program without probes is
+/// valid: its maps serve the userspace blocks. The kernel would reject the rest with a worse message, or,
 /// for a map index that happens to be an open descriptor, load the wrong map.
 pub fn validate(prog: &Program) -> Result<(), InvalidProgram> {
-    if prog.probes.is_empty() {
-        return Err(InvalidProgram {
-            probe: None,
-            message: "the program has no probes".into(),
-        });
+    for map in &prog.maps {
+        if map.role == MapRole::Output && map.kind != MapKind::PerfEventArray {
+            return Err(InvalidProgram {
+                probe: None,
+                message: format!(
+                    "map `{}` carries the output but is a {:?} map, not a perf event array",
+                    map.name, map.kind
+                ),
+            });
+        }
     }
     for (i, probe) in prog.probes.iter().enumerate() {
         let err = |message: String| InvalidProgram {
@@ -265,7 +271,7 @@ fn sanitize(name: &str) -> String {
 mod tests {
     use super::*;
     use ktap_bpf::insn::*;
-    use ktap_bpf::{Function, MapDef, MapRole, Source, Span, Target, ValueType};
+    use ktap_bpf::{Function, MapDef, Source, Span, Target, ValueType};
     use object::read::{Object as _, ObjectSection as _, ObjectSymbol as _};
     use object::RelocationTarget;
 
@@ -438,14 +444,23 @@ mod tests {
         assert!(e.message.contains("loads map 9"), "{}", e.message);
         prog.probes[0].func.insns.clear();
         assert!(validate(&prog).is_err());
+        // A script whose code all runs in userspace still needs its maps.
         prog.probes.clear();
-        assert!(validate(&prog).is_err());
+        assert_eq!(validate(&prog), Ok(()));
         let mut prog = program(Endian::Little);
         prog.probes[2].event = Event::Profile { period_ns: 0 };
         assert_eq!(validate(&prog).unwrap_err().probe, Some(2));
         let mut prog = program(Endian::Little);
         prog.probes[2].func.insns = vec![Insn::ld_imm64(R0, 0, 1)[0]];
         assert!(validate(&prog).is_err());
+        let mut prog = program(Endian::Little);
+        prog.maps[0].kind = MapKind::Hash;
+        let e = validate(&prog).unwrap_err();
+        assert!(
+            e.message.contains("map `out` carries the output"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

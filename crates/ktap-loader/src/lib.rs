@@ -507,6 +507,12 @@ impl Session {
         }
     }
 
+    /// Detaches every probe now but keeps the maps and buffers, so records already written can
+    /// still be read and `trace_end` can read the tables. Calling it again does nothing.
+    pub fn stop_probes(&mut self) {
+        detach_all(std::mem::take(&mut self.links));
+    }
+
     /// Detaches and unloads everything now (the same as dropping the Session).
     pub fn detach(self) {}
 }
@@ -677,22 +683,30 @@ fn rejected(prog: &Program, unit: &elf::ObjectProgram, e: ProgramError) -> LoadE
             verifier_log,
         } => {
             let log = verifier_log.to_string();
-            let errno = io_error.raw_os_error();
-            // The verifier also answers EACCES for unsafe code; without a log it is the
-            // privilege check refusing before any verification.
-            if errno == Some(libc::EACCES) && log.trim().is_empty() {
+            let event = event_text(&first.event);
+            // A log means the verifier ran and refused the code, whatever the errno. Without
+            // one, EPERM and EACCES are the privilege check refusing before any verification.
+            if log.trim().is_empty() && io_error.raw_os_error() == Some(libc::EACCES) {
                 return LoadError::Permission {
                     action: "load BPF programs".into(),
                 };
             }
-            LoadError::from_io(io_error, "load BPF programs", |source| {
-                LoadError::Rejected {
-                    probe,
-                    event: event_text(&first.event),
-                    source,
-                    log,
-                }
-            })
+            if log.trim().is_empty() {
+                return LoadError::from_io(io_error, "load BPF programs", |source| {
+                    LoadError::Rejected {
+                        probe,
+                        event,
+                        source,
+                        log,
+                    }
+                });
+            }
+            LoadError::Rejected {
+                probe,
+                event,
+                source: io_error,
+                log,
+            }
         }
         ProgramError::SyscallError(s) => {
             LoadError::system(s.io_error, format!("load probe `{probe}` ({})", s.call))

@@ -24,8 +24,20 @@ const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 /// fresh mount at [`MOUNT_POINT`]. The mount is left in place: it is a view of kernel state,
 /// not something ktap attached.
 pub fn find_or_mount() -> Result<PathBuf, LoadError> {
-    if let Some(root) = find() {
-        return Ok(root);
+    let mut denied = false;
+    for root in [MOUNT_POINT, DEBUGFS_TRACING].map(PathBuf::from) {
+        match fs::metadata(root.join("events")) {
+            Ok(m) if m.is_dir() => return Ok(root),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied = true,
+            _ => {}
+        }
+    }
+    // tracefs is there but closed to us: mounting would be refused too, and for the same
+    // reason.
+    if denied {
+        return Err(LoadError::Permission {
+            action: format!("read tracefs ({MOUNT_POINT})"),
+        });
     }
     let path = PathBuf::from(MOUNT_POINT);
     mount_tracefs(&path)?;
@@ -37,14 +49,6 @@ pub fn find_or_mount() -> Result<PathBuf, LoadError> {
             reason: "the mount has no events directory (is CONFIG_EVENT_TRACING on?)".into(),
         })
     }
-}
-
-/// The tracefs root if tracefs is already mounted.
-pub fn find() -> Option<PathBuf> {
-    [MOUNT_POINT, DEBUGFS_TRACING]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.join("events").is_dir())
 }
 
 fn mount_tracefs(path: &Path) -> Result<(), LoadError> {

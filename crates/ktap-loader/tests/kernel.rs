@@ -578,3 +578,145 @@ fn startup_time_of_one_probe() {
         assert!(attached < Duration::from_secs(5));
     }
 }
+
+#[test]
+fn an_unprivileged_user_is_told_to_be_root() {
+    let _serial = serial();
+    // A root load first: aya caches the kernel's features and the tracefs path process-wide
+    // on first use, and they must not be learnt without privileges.
+    let trivial = program(
+        vec![],
+        vec![],
+        vec![probe(
+            "p",
+            tp("syscalls", "sys_enter_getppid"),
+            ret0().to_vec(),
+        )],
+    );
+    drop(load(&trivial, &LoadOptions::default()).unwrap());
+    let before = kernel_fds();
+    let with_map = program(
+        vec![map("t", MapKind::Hash, MapRole::Table, 8, 8, 4)],
+        vec![],
+        vec![probe(
+            "p",
+            Event::Profile {
+                period_ns: 1_000_000,
+            },
+            ret0().to_vec(),
+        )],
+    );
+    let mut without_map = with_map.clone();
+    without_map.maps.clear();
+    let errors = std::thread::spawn(move || {
+        // Credentials are per thread in the kernel; the raw syscall (unlike libc's setresuid)
+        // changes only this one, and dropping the effective uid drops the effective
+        // capabilities with it. The thread ends with its credentials.
+        // SAFETY: setresuid has no memory arguments; -1 leaves the real and saved ids alone.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, -1i64, 65534i64, -1i64) };
+        assert_eq!(rc, 0);
+        [&trivial, &with_map, &without_map].map(|p| {
+            load(p, &LoadOptions::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        })
+    })
+    .join()
+    .unwrap();
+    let [tracefs, map, prog] = errors;
+    assert_eq!(
+        tracefs,
+        "ktap needs root (CAP_BPF and CAP_PERFMON) to read tracefs (/sys/kernel/tracing)"
+    );
+    assert_eq!(
+        map,
+        "ktap needs root (CAP_BPF and CAP_PERFMON) to create map `t`"
+    );
+    assert_eq!(
+        prog,
+        "ktap needs root (CAP_BPF and CAP_PERFMON) to load BPF programs"
+    );
+    assert_clean(&before, &[]);
+}
+
+#[test]
+fn a_map_the_kernel_refuses_is_named() {
+    let _serial = serial();
+    let before = kernel_fds();
+    // A hash map of no entries: the kernel refuses to create it.
+    let prog = program(
+        vec![map("empty_table", MapKind::Hash, MapRole::Table, 8, 8, 0)],
+        vec![],
+        vec![probe(
+            "p",
+            tp("syscalls", "sys_enter_getppid"),
+            ret0().to_vec(),
+        )],
+    );
+    let err = load(&prog, &LoadOptions::default()).err().unwrap();
+    assert!(matches!(err, LoadError::CreateMap { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot create map `empty_table`: the kernel refused the arguments as invalid (EINVAL)"
+    );
+    assert_clean(&before, &[]);
+}
+
+#[test]
+fn a_program_without_probes_still_has_its_maps() {
+    let _serial = serial();
+    let before = kernel_fds();
+    let prog = program(
+        vec![
+            map("output", MapKind::PerfEventArray, MapRole::Output, 4, 4, 0),
+            map("t", MapKind::Hash, MapRole::Table, 8, 8, 4),
+        ],
+        vec![],
+        vec![],
+    );
+    let mut s = load(&prog, &LoadOptions::default()).unwrap();
+    assert_eq!((s.attachments(), s.program_ids().len()), (0, 0));
+    assert_eq!(
+        s.update(1, &1u64.to_ne_bytes(), &2u64.to_ne_bytes(), 0)
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.count(1).unwrap(), 1);
+    assert_eq!(s.poll(Duration::from_millis(10), &mut |_| {}).unwrap(), 0);
+    let e = s.lookup(0, &0u32.to_ne_bytes()).unwrap_err().to_string();
+    assert!(e.contains("output buffer"), "{e}");
+    drop(s);
+    assert_clean(&before, &[]);
+}
+
+#[test]
+fn stopped_probes_fire_no_more_but_the_maps_stay() {
+    let _serial = serial();
+    let before = kernel_fds();
+    let mut insns = Vec::new();
+    insns.extend(only_thread(tid(), 19));
+    insns.push(Insn::st(BPF_DW, R10, -8, 1));
+    insns.extend(count_key_at_fp8());
+    insns.extend(ret0());
+    let prog = program(
+        vec![map("counts", MapKind::Hash, MapRole::Table, 8, 8, 4)],
+        vec![],
+        vec![probe("p", tp("syscalls", "sys_enter_getppid"), insns)],
+    );
+    let mut s = load(&prog, &LoadOptions::default()).unwrap();
+    let ids = s.program_ids().to_vec();
+    for _ in 0..10 {
+        getppid();
+    }
+    s.stop_probes();
+    assert_eq!(s.attachments(), 0);
+    for _ in 0..10 {
+        getppid();
+    }
+    let value = s.lookup(0, &1u64.to_ne_bytes()).unwrap().unwrap();
+    assert_eq!(u64::from_ne_bytes(value.try_into().unwrap()), 10);
+    s.stop_probes();
+    drop(s);
+    assert_clean(&before, &ids);
+}
