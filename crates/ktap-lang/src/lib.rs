@@ -6,6 +6,9 @@
 
 pub mod ast;
 pub mod diag;
+pub mod lexer;
+pub mod parser;
+pub mod pretty;
 pub mod ir;
 pub mod types;
 pub mod regalloc;
