@@ -10,6 +10,7 @@ use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
 use crate::regalloc::{Allocation, Loc};
 use ktap_bpf::insn::*;
 use ktap_bpf::{Function, Insn, Span};
+use std::collections::HashMap;
 
 /// Emits `f` with the locations of `a`. Fails on IR or an allocation that cannot be emitted:
 /// an operand without a location, an unknown opcode or size, more than five call arguments,
@@ -19,18 +20,17 @@ pub fn emit(f: &IrFunc, a: &Allocation) -> Result<Function, String> {
         a,
         span: Span::default(),
         out: Function::default(),
-        labels: vec![None; f.nlabels as usize],
+        nlabels: f.nlabels,
+        labels: HashMap::new(),
         fixups: Vec::new(),
     };
     for (i, (inst, span)) in f.insts.iter().enumerate() {
         e.span = *span;
-        if let Inst::Label(l) = inst {
-            let here = e.out.insns.len();
-            let slot = e.label(*l)?;
-            if slot.is_some() {
+        if let Inst::Label(l) = *inst {
+            e.check_label(l)?;
+            if e.labels.insert(l, e.out.insns.len()).is_some() {
                 return Err(format!("L{l} is placed twice"));
             }
-            *slot = Some(here);
         } else if !jumps_to_next(f, i) {
             e.inst(inst)?;
         }
@@ -59,8 +59,9 @@ struct Emitter<'a> {
     /// The span of the IR instruction being emitted.
     span: Span,
     out: Function,
+    nlabels: u32,
     /// The instruction index each label is placed at.
-    labels: Vec<Option<usize>>,
+    labels: HashMap<Label, usize>,
     /// Jumps whose offset is patched once all labels are placed: (instruction index, target).
     fixups: Vec<(usize, Label)>,
 }
@@ -77,11 +78,15 @@ impl Emitter<'_> {
         }
     }
 
-    fn label(&mut self, l: Label) -> Result<&mut Option<usize>, String> {
-        let n = self.labels.len();
-        self.labels
-            .get_mut(l as usize)
-            .ok_or_else(|| format!("L{l} is out of range: the function has {n} labels"))
+    fn check_label(&self, l: Label) -> Result<(), String> {
+        if l < self.nlabels {
+            Ok(())
+        } else {
+            Err(format!(
+                "L{l} is out of range: the function has {} labels",
+                self.nlabels
+            ))
+        }
     }
 
     fn loc(&self, v: VReg) -> Result<Loc, String> {
@@ -353,7 +358,7 @@ impl Emitter<'_> {
 
     /// Emits a jump whose offset is filled in by [`Emitter::resolve`].
     fn jump(&mut self, insn: Insn, target: Label) -> Result<(), String> {
-        self.label(target)?;
+        self.check_label(target)?;
         self.fixups.push((self.out.insns.len(), target));
         self.push(insn);
         Ok(())
@@ -363,8 +368,8 @@ impl Emitter<'_> {
     fn resolve(mut self) -> Result<Function, String> {
         let len = self.out.insns.len();
         for &(at, l) in &self.fixups {
-            let target = match self.labels[l as usize] {
-                Some(t) if t < len => t,
+            let target = match self.labels.get(&l) {
+                Some(&t) if t < len => t,
                 Some(_) => return Err(format!("L{l} is placed after the last instruction")),
                 None => return Err(format!("a jump targets L{l}, which is never placed")),
             };

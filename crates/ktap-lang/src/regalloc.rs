@@ -25,8 +25,9 @@
 //!   slots below the lowering's own frame: slot `k` (from 1) is at `r10 - (frame + 8k)` with
 //!   `frame` rounded up to 8. Spilled values whose intervals do not overlap share a slot.
 
-use crate::ir::{Inst, IrFunc, VReg};
+use crate::ir::{Inst, IrFunc, Label, VReg};
 use ktap_bpf::insn::STACK_SIZE;
+use std::collections::HashMap;
 
 /// Where a virtual register lives for its whole lifetime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +41,8 @@ pub enum Loc {
 /// The result of register allocation for one function.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allocation {
-    /// `locs[v]` is where virtual register `v` lives; `None` for one the function never mentions.
+    /// `locs[v]` is where virtual register `v` lives, up to the highest one the function
+    /// mentions; `None` for one it never mentions.
     pub locs: Vec<Option<Loc>>,
     /// Bytes of stack below `r10` the function uses: the lowering's frame plus the spill slots.
     pub frame: u32,
@@ -65,7 +67,7 @@ pub fn allocate(f: &IrFunc) -> Result<Allocation, String> {
     let cfg = Cfg::build(f)?;
     let live = Liveness::compute(f, &cfg)?;
     let intervals = intervals(f, &cfg, &live);
-    let (locs, spilled) = scan(f.nregs, &intervals);
+    let (locs, spilled) = scan(cfg.nvals, &intervals);
     assign_slots(f.frame, &intervals, locs, spilled)
 }
 
@@ -109,15 +111,20 @@ impl BitSet {
 struct Cfg {
     /// `[start, end)` instruction ranges, in program order.
     blocks: Vec<(usize, usize)>,
+    /// One more than the highest virtual register mentioned: what the sets must hold, which
+    /// `nregs` only bounds.
+    nvals: u32,
     succs: Vec<Vec<usize>>,
 }
 
 impl Cfg {
     fn build(f: &IrFunc) -> Result<Cfg, String> {
         // Check every operand is in range first, so the later passes can index freely.
-        let mut label_at: Vec<Option<usize>> = vec![None; f.nlabels as usize];
+        let mut label_at: HashMap<Label, usize> = HashMap::new();
+        let mut nvals = 0;
         for (i, (inst, _)) in f.insts.iter().enumerate() {
             for v in inst.uses().into_iter().chain(inst.def()) {
+                nvals = nvals.max(v + 1);
                 if v >= f.nregs {
                     return Err(format!(
                         "instruction {i} names v{v}, but the function has {} virtual registers",
@@ -134,17 +141,16 @@ impl Cfg {
                 Inst::Label(l) | Inst::Jmp { target: l, .. } | Inst::Ja { target: l } => *l,
                 _ => continue,
             };
-            let Some(slot) = label_at.get_mut(label as usize) else {
+            if label >= f.nlabels {
                 return Err(format!(
                     "instruction {i} names L{label}, but the function has {} labels",
                     f.nlabels
                 ));
-            };
+            }
             if let Inst::Label(_) = inst {
-                if slot.is_some() {
+                if label_at.insert(label, i).is_some() {
                     return Err(format!("L{label} is placed twice"));
                 }
-                *slot = Some(i);
             }
         }
 
@@ -171,8 +177,8 @@ impl Cfg {
         }
 
         let target = |l: u32| -> Result<usize, String> {
-            match label_at[l as usize] {
-                Some(i) => Ok(block_of[i]),
+            match label_at.get(&l) {
+                Some(&i) => Ok(block_of[i]),
                 None => Err(format!("a jump targets L{l}, which is never placed")),
             }
         };
@@ -187,7 +193,11 @@ impl Cfg {
             };
             succs.push(s);
         }
-        Ok(Cfg { blocks, succs })
+        Ok(Cfg {
+            blocks,
+            nvals,
+            succs,
+        })
     }
 }
 
@@ -201,9 +211,9 @@ impl Liveness {
     fn compute(f: &IrFunc, cfg: &Cfg) -> Result<Liveness, String> {
         let nb = cfg.blocks.len();
         // Per block: what it reads before writing (gen) and what it writes (kill).
-        let mut gen = vec![BitSet::new(f.nregs); nb];
-        let mut kill = vec![BitSet::new(f.nregs); nb];
-        let mut defined = BitSet::new(f.nregs);
+        let mut gen = vec![BitSet::new(cfg.nvals); nb];
+        let mut kill = vec![BitSet::new(cfg.nvals); nb];
+        let mut defined = BitSet::new(cfg.nvals);
         for (b, &(start, end)) in cfg.blocks.iter().enumerate() {
             for (inst, _) in &f.insts[start..end] {
                 for u in inst.uses() {
@@ -226,7 +236,7 @@ impl Liveness {
         }
 
         let mut live_in = gen.clone();
-        let mut live_out = vec![BitSet::new(f.nregs); nb];
+        let mut live_out = vec![BitSet::new(cfg.nvals); nb];
         let mut changed = true;
         while changed {
             changed = false;
@@ -262,8 +272,8 @@ struct Interval {
 
 /// One interval per virtual register the function mentions, sorted by start.
 fn intervals(f: &IrFunc, cfg: &Cfg, live: &Liveness) -> Vec<Interval> {
-    let mut hull: Vec<Option<(usize, usize)>> = vec![None; f.nregs as usize];
-    let mut crosses = vec![false; f.nregs as usize];
+    let mut hull: Vec<Option<(usize, usize)>> = vec![None; cfg.nvals as usize];
+    let mut crosses = vec![false; cfg.nvals as usize];
     let mut extend = |v: VReg, p: usize| {
         let h = &mut hull[v as usize];
         *h = Some(h.map_or((p, p), |(s, e)| (s.min(p), e.max(p))));
@@ -315,8 +325,8 @@ fn intervals(f: &IrFunc, cfg: &Cfg, live: &Liveness) -> Vec<Interval> {
 
 /// Linear scan over `intervals` (sorted by start): the register of every vreg that got one,
 /// and the indices into `intervals` of those that were spilled.
-fn scan(nregs: u32, intervals: &[Interval]) -> (Vec<Option<Loc>>, Vec<usize>) {
-    let mut locs = vec![None; nregs as usize];
+fn scan(nvals: u32, intervals: &[Interval]) -> (Vec<Option<Loc>>, Vec<usize>) {
+    let mut locs = vec![None; nvals as usize];
     let mut spilled = Vec::new();
     // Active intervals as (index into `intervals`, register).
     let mut active: Vec<(usize, u8)> = Vec::new();
@@ -369,7 +379,7 @@ fn assign_slots(
     mut spilled: Vec<usize>,
 ) -> Result<Allocation, String> {
     spilled.sort_unstable();
-    let base = frame.div_ceil(8) * 8;
+    let base = u64::from(frame).div_ceil(8) * 8;
     // Slots in use as (end position, slot number from 1), and slots free for reuse.
     let mut busy: Vec<(usize, u32)> = Vec::new();
     let mut free: Vec<u32> = Vec::new();
@@ -393,26 +403,29 @@ fn assign_slots(
         slot_of.push((iv.vreg, slot));
     }
     let total = if nslots == 0 {
-        frame
+        u64::from(frame)
     } else {
-        base + 8 * nslots
+        base + 8 * u64::from(nslots)
     };
-    if total > STACK_SIZE as u32 {
+    if total > STACK_SIZE as u64 {
         return Err(format!(
             "the program needs {total} bytes of stack, more than the {STACK_SIZE} bytes eBPF allows"
         ));
     }
     for (vreg, slot) in slot_of {
         // The total is at most 512 here, so every offset fits an i16.
-        locs[vreg as usize] = Some(Loc::Stack(-((base + 8 * slot) as i16)));
+        locs[vreg as usize] = Some(Loc::Stack(-((base + 8 * u64::from(slot)) as i16)));
     }
-    Ok(Allocation { locs, frame: total })
+    Ok(Allocation {
+        locs,
+        frame: total as u32,
+    })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ir::{Arg, Label, Opnd};
+    use crate::ir::{Arg, Opnd};
     use ktap_bpf::insn::{BPF_ADD, BPF_JLT, BPF_JNE};
     use ktap_bpf::Span;
 
@@ -749,6 +762,26 @@ pub(crate) mod tests {
             let e = allocate(&f).unwrap_err();
             assert!(e.contains(msg), "{e:?} lacks {msg:?}");
         }
+    }
+
+    #[test]
+    fn huge_bounds_cost_only_what_the_function_mentions() {
+        let mut f = func(vec![
+            konst(0, 1),
+            Inst::Ja { target: 9 },
+            Inst::Label(9),
+            exit(0),
+        ]);
+        f.nregs = u32::MAX;
+        f.nlabels = u32::MAX;
+        let a = allocate(&f).unwrap();
+        assert_eq!(a.locs, [Some(Loc::Reg(2))]);
+        assert_eq!(a.loc(u32::MAX - 1), None);
+        f.frame = u32::MAX;
+        assert!(allocate(&f).unwrap_err().contains("needs 4294967295 bytes"));
+        f.frame = 0;
+        let code = crate::emit::emit(&f, &a).unwrap();
+        assert_eq!(code.insns.len(), 3);
     }
 
     /// A small deterministic generator of random values (xorshift).
