@@ -31,6 +31,11 @@ pub fn emit(f: &IrFunc, a: &Allocation) -> Result<Function, String> {
             if e.labels.insert(l, e.out.insns.len()).is_some() {
                 return Err(format!("L{l} is placed twice"));
             }
+        } else if matches!(inst, Inst::EntryCtx { .. }) && i != 0 {
+            // Only at entry is r1 known to hold the context: scratch use clobbers it after.
+            return Err(format!(
+                "EntryCtx at instruction {i}: it must be the first instruction"
+            ));
         } else if !jumps_to_next(f, i) {
             e.inst(inst)?;
         }
@@ -876,6 +881,11 @@ mod tests {
                 vec![jmp(BPF_JA, 0), exit(0), Inst::Label(0)],
                 &r2,
                 "condition 0x0",
+            ),
+            (
+                vec![konst(0, 1), Inst::EntryCtx { dst: 0 }],
+                &r2,
+                "must be the first",
             ),
             (vec![alu(BPF_MOV)], &r2, "ALU operation 0xb0"),
             (vec![alu(BPF_END)], &r2, "ALU operation 0xd0"),

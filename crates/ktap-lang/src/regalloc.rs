@@ -71,7 +71,7 @@ pub fn allocate(f: &IrFunc) -> Result<Allocation, String> {
     assign_slots(f.frame, &intervals, locs, spilled)
 }
 
-/// A growable set of small integers, for the dataflow over virtual registers.
+/// A set of virtual registers of fixed capacity, for the dataflow.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct BitSet(Vec<u64>);
 
@@ -100,9 +100,14 @@ impl BitSet {
     }
     fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
-            (0..64)
-                .filter(move |b| bits & (1u64 << b) != 0)
-                .map(move |b| (w * 64 + b) as u32)
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let b = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    w as u32 * 64 + b
+                })
+            })
         })
     }
 }
@@ -124,13 +129,13 @@ impl Cfg {
         let mut nvals = 0;
         for (i, (inst, _)) in f.insts.iter().enumerate() {
             for v in inst.uses().into_iter().chain(inst.def()) {
-                nvals = nvals.max(v + 1);
                 if v >= f.nregs {
                     return Err(format!(
                         "instruction {i} names v{v}, but the function has {} virtual registers",
                         f.nregs
                     ));
                 }
+                nvals = nvals.max(v + 1);
             }
             if matches!(inst, Inst::EntryCtx { .. }) && i != 0 {
                 return Err(format!(
@@ -774,6 +779,9 @@ pub(crate) mod tests {
         ]);
         f.nregs = u32::MAX;
         f.nlabels = u32::MAX;
+        let mut g = f.clone();
+        g.insts[0].0 = konst(u32::MAX, 1);
+        assert!(allocate(&g).unwrap_err().contains("names v4294967295"));
         let a = allocate(&f).unwrap();
         assert_eq!(a.locs, [Some(Loc::Reg(2))]);
         assert_eq!(a.loc(u32::MAX - 1), None);
