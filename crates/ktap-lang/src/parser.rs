@@ -478,15 +478,12 @@ impl<'a> Parser<'a> {
                         None => failed = true,
                     },
                     Want::AfterEvent if word.contains('=') => {
-                        let last = events.last_mut().map(|e| (e.kind.clone(), e.text.clone()));
-                        match last.and_then(|(kind, text)| self.fetch_arg(word, span, &kind, &text))
-                        {
-                            Some(arg) => {
-                                if let Some(ev) = events.last_mut() {
-                                    ev.fetch_args.push(arg);
-                                }
+                        if let Some(mut ev) = events.pop() {
+                            match self.fetch_arg(word, span, &ev) {
+                                Some(arg) => ev.fetch_args.push(arg),
+                                None => failed = true,
                             }
-                            None => failed = true,
+                            events.push(ev);
                         }
                     }
                     Want::AfterEvent => {
@@ -561,9 +558,12 @@ impl<'a> Parser<'a> {
         }
         self.leave_raw();
         if !open {
-            // The header ran into a `}`: most likely the block's `{` is missing, so this `}`
-            // closes it; taking it avoids a second, confusing error.
-            self.eat(&TokenKind::RBrace);
+            // At top level, a `}` that ends the header most likely closes the block whose `{`
+            // is missing; taking it avoids a second, confusing error. Inside a block (a
+            // misplaced `trace`, already reported) it may be that block's own `}`.
+            if self.depth == 0 {
+                self.eat(&TokenKind::RBrace);
+            }
             return Err(Stop);
         }
         let body = self.block("after the event definitions")?;
@@ -718,10 +718,12 @@ impl<'a> Parser<'a> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'*' | b'?'));
         if !name_ok {
             let span = Span::new(lo, lo + name.len() as u32);
-            self.error(
-                span,
-                format!("invalid symbol name '{name}' (a uprobe path must contain '/')"),
-            );
+            let hint = if name.contains(':') {
+                " (a uprobe path must contain '/')"
+            } else {
+                ""
+            };
+            self.error(span, format!("invalid symbol name '{name}'{hint}"));
             return None;
         }
         let offset = match off {
@@ -739,19 +741,16 @@ impl<'a> Parser<'a> {
     }
 
     /// `name=SPEC[:type]` after the kprobe or uprobe `event`.
-    fn fetch_arg(
-        &mut self,
-        word: &str,
-        span: Span,
-        event: &EventKind,
-        event_text: &str,
-    ) -> Option<FetchArg> {
-        let ret = match event {
-            EventKind::Kprobe { ret, .. } | EventKind::Uprobe { ret, .. } => *ret,
+    fn fetch_arg(&mut self, word: &str, span: Span, event: &EventDef) -> Option<FetchArg> {
+        let ret = match event.kind {
+            EventKind::Kprobe { ret, .. } | EventKind::Uprobe { ret, .. } => ret,
             _ => {
                 self.error(
                     span,
-                    format!("fetch-args are only allowed after 'probe:' events, not after '{event_text}'"),
+                    format!(
+                        "fetch-args are only allowed after 'probe:' events, not after '{}'",
+                        event.text
+                    ),
                 );
                 return None;
             }
@@ -869,6 +868,7 @@ impl<'a> Parser<'a> {
                 }
                 match p.tok.kind {
                     TokenKind::RBrace => break,
+                    // At the end of the script this reports the unclosed brace and fails.
                     TokenKind::Eof => {
                         p.close(TokenKind::RBrace, &open)?;
                     }
@@ -1889,6 +1889,41 @@ mod tests {
             panic!()
         };
         assert_eq!(at(stmt.span), text);
+    }
+
+    #[test]
+    fn probe_header_spans() {
+        let text = "trace probe:do_sys_open dfd=%di fname=+0(%si):string, a:b /pid != 1 && comm ~ \"x\"/ { }";
+        let s = parse_ok(text);
+        let at = |sp: Span| &text[sp.lo as usize..sp.hi as usize];
+        let Item::Trace(t) = &s.items[0] else {
+            panic!()
+        };
+        assert_eq!(at(t.span), text);
+        assert_eq!(at(t.events[0].span), "probe:do_sys_open");
+        assert_eq!(t.events[0].text, "probe:do_sys_open");
+        let spans: Vec<&str> = t.events[0].fetch_args.iter().map(|a| at(a.span)).collect();
+        assert_eq!(spans, ["dfd=%di", "fname=+0(%si):string"]);
+        assert_eq!(at(t.events[1].span), "a:b");
+        let f = t.filter.as_ref().unwrap();
+        assert_eq!(at(f.span), "/pid != 1 && comm ~ \"x\"/");
+        let FilterExpr::And(lhs, rhs) = &f.expr else {
+            panic!()
+        };
+        let (FilterExpr::Cmp { field, span, .. }, FilterExpr::Cmp { span: rspan, .. }) =
+            (&**lhs, &**rhs)
+        else {
+            panic!()
+        };
+        assert_eq!(at(field.span), "pid");
+        assert_eq!(at(*span), "pid != 1");
+        assert_eq!(at(*rspan), "comm ~ \"x\"");
+        assert_eq!(at(t.body.span), "{ }");
+        let s = parse_ok("tick-5s { }");
+        let Item::Tick { period, .. } = &s.items[0] else {
+            panic!()
+        };
+        assert_eq!(period.span, Span::new(5, 7));
     }
 
     #[test]
