@@ -63,12 +63,22 @@ struct MapSlot {
 /// A kernel attachment (an aya link), held only so that dropping it detaches.
 type Attachment = Box<dyn Send>;
 
+/// Attachments that are detached in parallel when dropped, on success and error paths alike.
+#[derive(Default)]
+struct Links(Vec<Attachment>);
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        detach_all(std::mem::take(&mut self.0));
+    }
+}
+
 /// A loaded and attached program. Dropping it (or [`Session::detach`]) removes every program,
 /// link, perf event and map it created.
 pub struct Session {
-    /// Declared first so it is emptied first: the links go before the programs and buffers
-    /// they reference (Drop also empties it explicitly, in parallel).
-    links: Vec<Attachment>,
+    /// Declared first so it is dropped first: the links go before the programs and buffers
+    /// they reference.
+    links: Links,
     buffers: Vec<PerfEventArrayBuffer>,
     _output: Option<PerfEventArray<MapData>>,
     maps: Vec<MapSlot>,
@@ -221,7 +231,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
         program_ids.push(info.id());
     }
 
-    let mut links: Vec<Attachment> = Vec::new();
+    let mut links = Links::default();
     for unit in &layout {
         let Some(program) = ebpf.program_mut(&unit.symbol) else {
             continue;
@@ -233,7 +243,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                 Event::Tracepoint { category, name } => {
                     let p: &mut TracePoint = program.try_into().map_err(object_error)?;
                     let id = p.attach(category, name).map_err(fail)?;
-                    links.push(Box::new(p.take_link(id).map_err(fail)?));
+                    links.0.push(Box::new(p.take_link(id).map_err(fail)?));
                 }
                 Event::Profile { period_ns } => {
                     let p: &mut PerfEvent = program.try_into().map_err(object_error)?;
@@ -246,7 +256,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                                 false,
                             )
                             .map_err(fail)?;
-                        links.push(Box::new(p.take_link(id).map_err(fail)?));
+                        links.0.push(Box::new(p.take_link(id).map_err(fail)?));
                     }
                 }
             }
@@ -353,7 +363,7 @@ impl Session {
 
     /// How many kernel attachments are live (a profile probe has one per CPU).
     pub fn attachments(&self) -> usize {
-        self.links.len()
+        self.links.0.len()
     }
 
     /// Time from the start of [`load`] until every probe was attached.
@@ -510,17 +520,11 @@ impl Session {
     /// Detaches every probe now but keeps the maps and buffers, so records already written can
     /// still be read and `trace_end` can read the tables. Calling it again does nothing.
     pub fn stop_probes(&mut self) {
-        detach_all(std::mem::take(&mut self.links));
+        drop(std::mem::take(&mut self.links));
     }
 
     /// Detaches and unloads everything now (the same as dropping the Session).
     pub fn detach(self) {}
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        detach_all(std::mem::take(&mut self.links));
-    }
 }
 
 /// The most threads detaching at once.
