@@ -198,10 +198,9 @@ fn counts_exactly_the_calls_of_this_thread() {
     assert_clean(&before, &ids);
 }
 
-#[test]
-fn output_records_arrive_whole_and_in_number() {
-    let _serial = serial();
-    let before = kernel_fds();
+/// A probe on `sys_enter_getppid` that sends this thread's calls as 16-byte records:
+/// format id 0, then `pid_tgid`.
+fn output_program() -> Program {
     let mut insns = vec![Insn::mov64_reg(R6, R1), Insn::call(GET_CURRENT_PID_TGID)];
     insns.push(Insn::mov64_reg(R7, R0));
     insns.extend([
@@ -220,7 +219,7 @@ fn output_records_arrive_whole_and_in_number() {
         Insn::call(PERF_EVENT_OUTPUT),
     ]);
     insns.extend(ret0());
-    let prog = program(
+    program(
         vec![map(
             "output",
             MapKind::PerfEventArray,
@@ -240,7 +239,14 @@ fn output_records_arrive_whole_and_in_number() {
             tp("syscalls", "sys_enter_getppid"),
             insns,
         )],
-    );
+    )
+}
+
+#[test]
+fn output_records_arrive_whole_and_in_number() {
+    let _serial = serial();
+    let before = kernel_fds();
+    let prog = output_program();
     let mut session = load(&prog, &LoadOptions::default()).unwrap();
     let ids = session.program_ids().to_vec();
     const N: usize = 100;
@@ -718,5 +724,54 @@ fn stopped_probes_fire_no_more_but_the_maps_stay() {
     assert_eq!(u64::from_ne_bytes(value.try_into().unwrap()), 10);
     s.stop_probes();
     drop(s);
+    assert_clean(&before, &ids);
+}
+
+#[test]
+fn lost_records_are_counted() {
+    let _serial = serial();
+    let before = kernel_fds();
+    // One CPU's buffer of one page holds 128 of these 32-byte samples. Pin the thread so every
+    // record goes to the same buffer, whose loss the kernel reports before its next sample.
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls read and write only `old`
+    // and `one`, and pid 0 is the calling thread.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut old) }, 0);
+    let cpu = (0..libc::CPU_SETSIZE as usize)
+        .find(|&c| unsafe { libc::CPU_ISSET(c, &old) })
+        .unwrap();
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut one) };
+    assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+
+    let opts = LoadOptions {
+        perf_pages: 1,
+        ..LoadOptions::default()
+    };
+    let mut session = load(&output_program(), &opts).unwrap();
+    let ids = session.program_ids().to_vec();
+    for _ in 0..1000 {
+        getppid();
+    }
+    let mut received = 0;
+    while session
+        .poll(Duration::ZERO, &mut |_| received += 1)
+        .unwrap()
+        > 0
+    {}
+    getppid();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received + session.lost() < 1001 && Instant::now() < deadline {
+        session
+            .poll(Duration::from_millis(100), &mut |_| received += 1)
+            .unwrap();
+    }
+    // SAFETY: `old` is the affinity read above.
+    assert_eq!(unsafe { libc::sched_setaffinity(0, size, &old) }, 0);
+    eprintln!("lost: {} of 1001, received {received}", session.lost());
+    assert!(session.lost() > 0);
+    assert_eq!(received + session.lost(), 1001);
+    drop(session);
     assert_clean(&before, &ids);
 }
