@@ -775,3 +775,44 @@ fn lost_records_are_counted() {
     drop(session);
     assert_clean(&before, &ids);
 }
+
+#[test]
+fn tracefs_is_mounted_when_absent() {
+    let _serial = serial();
+    // In a mount namespace of this thread alone, with propagation cut so nothing reaches the
+    // machine's mounts, tracefs is unmounted and must come back.
+    let found = std::thread::spawn(|| {
+        // SAFETY: unshare and mount take no pointers but the NUL-terminated literals passed;
+        // CLONE_NEWNS in a threaded process gives only this thread a new namespace.
+        unsafe {
+            assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0);
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            let rc = libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                private,
+                std::ptr::null(),
+            );
+            assert_eq!(rc, 0);
+            for dir in [c"/sys/kernel/debug", c"/sys/kernel/tracing"] {
+                libc::umount2(dir.as_ptr(), libc::MNT_DETACH);
+            }
+        }
+        assert!(!std::path::Path::new("/sys/kernel/tracing/events").exists());
+        let root = ktap_loader::tracefs::find_or_mount().unwrap();
+        let kernel = TracefsKernel::at(&root);
+        (
+            root,
+            kernel
+                .tp_format("syscalls", "sys_enter_getppid")
+                .map(|f| f.name),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!(found.0, std::path::PathBuf::from("/sys/kernel/tracing"));
+    assert_eq!(found.1.as_deref(), Ok("sys_enter_getppid"));
+    // The machine's own mount is untouched.
+    assert!(std::path::Path::new("/sys/kernel/tracing/events").is_dir());
+}
