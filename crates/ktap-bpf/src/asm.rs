@@ -201,7 +201,7 @@ fn alu_text(i: &Insn) -> Option<String> {
     let by_reg = i.code & BPF_X != 0;
     match op {
         BPF_END => {
-            // The kernel writes `r` for both classes: the conversion always fills the register.
+            // The kernel writes `r` for both classes because the result always fills all 64 bits.
             let ok = s == 0 && i.off == 0 && matches!(i.imm, 16 | 32 | 64);
             let name = ENDIAN
                 .iter()
@@ -1332,6 +1332,875 @@ fn atomic(word: &str) -> Option<i32> {
             let name = op.strip_prefix("fetch_")?;
             let found = ATOMIC_OPS.iter().find(|o| o.2 == name)?;
             Some(found.0 | BPF_FETCH)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::helpers::{MAP_LOOKUP_ELEM, USER_MAP_COUNT};
+
+    /// A small deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
+        /// `v` or, half the time, zero.
+        fn half(&mut self, v: u64) -> u64 {
+            if self.below(2) == 0 {
+                0
+            } else {
+                v
+            }
+        }
+        fn reg(&mut self) -> u8 {
+            self.below(11) as u8
+        }
+        /// Mostly small values, sometimes extremes, so both short and long texts appear.
+        fn i32(&mut self) -> i32 {
+            match self.below(4) {
+                0 => self.below(33) as i32 - 16,
+                1 => self.pick(&[i32::MIN, i32::MAX, -1, 0]),
+                _ => self.next() as i32,
+            }
+        }
+        fn i16(&mut self) -> i16 {
+            match self.below(3) {
+                0 => self.below(33) as i16 - 16,
+                1 => self.pick(&[i16::MIN, i16::MAX, -1, 0]),
+                _ => self.next() as i16,
+            }
+        }
+    }
+
+    fn ins(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Vec<Insn> {
+        vec![Insn::new(code, dst, src, off, imm)]
+    }
+
+    /// Every form the disassembler prints, with its exact text.
+    fn golden() -> Vec<(Vec<Insn>, &'static str)> {
+        let atomic =
+            |size: u8, dst, src, off, imm| ins(BPF_STX | BPF_ATOMIC | size, dst, src, off, imm);
+        vec![
+            (vec![Insn::mov64_imm(R0, 0)], "r0 = 0"),
+            (vec![Insn::alu32_imm(BPF_MOV, R0, -1)], "w0 = -1"),
+            (vec![Insn::mov64_reg(R1, R10)], "r1 = r10"),
+            (vec![Insn::alu32_reg(BPF_MOV, R2, R3)], "w2 = w3"),
+            (vec![Insn::alu64_imm(BPF_ADD, R1, -8)], "r1 += -8"),
+            (vec![Insn::alu32_imm(BPF_AND, R2, 255)], "w2 &= 255"),
+            (vec![Insn::alu64_reg(BPF_SUB, R3, R4)], "r3 -= r4"),
+            (vec![Insn::alu32_reg(BPF_MUL, R3, R4)], "w3 *= w4"),
+            (vec![Insn::alu64_imm(BPF_DIV, R1, 10)], "r1 /= 10"),
+            (vec![Insn::alu64_reg(BPF_OR, R1, R2)], "r1 |= r2"),
+            (vec![Insn::alu64_imm(BPF_LSH, R1, 32)], "r1 <<= 32"),
+            (vec![Insn::alu32_imm(BPF_RSH, R1, 3)], "w1 >>= 3"),
+            (vec![Insn::alu64_imm(BPF_ARSH, R1, 32)], "r1 s>>= 32"),
+            (vec![Insn::alu32_reg(BPF_XOR, R5, R6)], "w5 ^= w6"),
+            (vec![Insn::alu64_reg(BPF_MOD, R1, R2)], "r1 %= r2"),
+            (ins(BPF_ALU64 | BPF_NEG, R0, 0, 0, 0), "r0 = -r0"),
+            (ins(BPF_ALU | BPF_NEG, R7, 0, 0, 0), "w7 = -w7"),
+            (ins(BPF_ALU64 | BPF_DIV | BPF_X, R1, R2, 1, 0), "r1 s/= r2"),
+            (ins(BPF_ALU64 | BPF_MOD | BPF_X, R1, R2, 1, 0), "r1 s%= r2"),
+            (ins(BPF_ALU | BPF_DIV | BPF_K, R1, 0, 1, -3), "w1 s/= -3"),
+            (
+                ins(BPF_ALU64 | BPF_MOV | BPF_X, R1, R2, 8, 0),
+                "r1 = (s8)r2",
+            ),
+            (
+                ins(BPF_ALU | BPF_MOV | BPF_X, R1, R2, 16, 0),
+                "w1 = (s16)w2",
+            ),
+            (
+                ins(BPF_ALU64 | BPF_MOV | BPF_X, R3, R4, 32, 0),
+                "r3 = (s32)r4",
+            ),
+            (
+                ins(BPF_ALU | BPF_END | BPF_TO_BE, R0, 0, 0, 16),
+                "r0 = be16 r0",
+            ),
+            (
+                ins(BPF_ALU | BPF_END | BPF_TO_LE, R0, 0, 0, 64),
+                "r0 = le64 r0",
+            ),
+            (ins(BPF_ALU64 | BPF_END, R0, 0, 0, 32), "r0 = bswap32 r0"),
+            (
+                ins(BPF_ALU64 | BPF_MOV | BPF_X, R1, R2, 1, 1),
+                "r1 = addr_space_cast(r2, 0, 1)",
+            ),
+            (
+                ins(BPF_ALU64 | BPF_MOV | BPF_X, R1, R1, -1, 0),
+                "r1 = &(void __percpu *)(r1)",
+            ),
+            (
+                Insn::ld_imm64(R1, 0, 0x1122_3344_5566_7788).to_vec(),
+                "r1 = 0x1122334455667788 ll",
+            ),
+            (Insn::ld_imm64(R2, 0, 0).to_vec(), "r2 = 0x0 ll"),
+            (Insn::ld_map(R1, 3).to_vec(), "r1 = map[3] ll"),
+            (
+                vec![Insn::ldx(BPF_DW, R1, R10, -8)],
+                "r1 = *(u64 *)(r10 -8)",
+            ),
+            (vec![Insn::ldx(BPF_B, R2, R1, 0)], "r2 = *(u8 *)(r1 +0)"),
+            (
+                ins(BPF_LDX | BPF_MEMSX | BPF_W, R1, R2, 4, 0),
+                "r1 = *(s32 *)(r2 +4)",
+            ),
+            (
+                ins(BPF_LDX | BPF_MEMSX | BPF_H, R1, R2, -2, 0),
+                "r1 = *(s16 *)(r2 -2)",
+            ),
+            (
+                vec![Insn::stx(BPF_DW, R10, -8, R1)],
+                "*(u64 *)(r10 -8) = r1",
+            ),
+            (vec![Insn::st(BPF_W, R10, -4, 0)], "*(u32 *)(r10 -4) = 0"),
+            (vec![Insn::st(BPF_H, R10, -2, -1)], "*(u16 *)(r10 -2) = -1"),
+            (
+                vec![Insn::atomic_add(BPF_DW, R1, 0, R2)],
+                "lock *(u64 *)(r1 +0) += r2",
+            ),
+            (
+                atomic(BPF_W, R1, R3, 8, BPF_AND as i32),
+                "lock *(u32 *)(r1 +8) &= r3",
+            ),
+            (
+                atomic(BPF_DW, R1, R2, 0, BPF_OR as i32),
+                "lock *(u64 *)(r1 +0) |= r2",
+            ),
+            (
+                atomic(BPF_DW, R1, R2, 0, BPF_XOR as i32),
+                "lock *(u64 *)(r1 +0) ^= r2",
+            ),
+            (
+                atomic(BPF_DW, R1, R2, 0, BPF_FETCH),
+                "r2 = atomic64_fetch_add((u64 *)(r1 +0), r2)",
+            ),
+            (
+                atomic(BPF_W, R10, R3, -4, BPF_XOR as i32 | BPF_FETCH),
+                "r3 = atomic_fetch_xor((u32 *)(r10 -4), r3)",
+            ),
+            (
+                atomic(BPF_DW, R2, R1, 16, BPF_XCHG),
+                "r1 = atomic64_xchg((u64 *)(r2 +16), r1)",
+            ),
+            (
+                atomic(BPF_DW, R1, R2, 0, BPF_CMPXCHG),
+                "r0 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r2)",
+            ),
+            (
+                atomic(BPF_W, R1, R2, 0, BPF_CMPXCHG),
+                "r0 = atomic_cmpxchg((u32 *)(r1 +0), r0, r2)",
+            ),
+            (
+                atomic(BPF_DW, R2, R1, 0, BPF_LOAD_ACQ),
+                "r2 = load_acquire((u64 *)(r1 +0))",
+            ),
+            (
+                atomic(BPF_B, R1, R2, 3, BPF_STORE_REL),
+                "store_release((u8 *)(r1 +3), r2)",
+            ),
+            (
+                ins(BPF_LD | BPF_ABS | BPF_H, R0, 0, 0, 12),
+                "r0 = *(u16 *)skb[12]",
+            ),
+            (
+                ins(BPF_LD | BPF_IND | BPF_B, R0, R6, 0, -2),
+                "r0 = *(u8 *)skb[r6 + -2]",
+            ),
+            (ins(BPF_ST | BPF_NOSPEC, 0, 0, 0, 0), "nospec"),
+            (
+                vec![Insn::jmp_imm(BPF_JGT, R1, 5, 2)],
+                "if r1 > 0x5 goto pc+2",
+            ),
+            (
+                vec![Insn::jmp_imm(BPF_JEQ, R0, 0, 1)],
+                "if r0 == 0x0 goto pc+1",
+            ),
+            (
+                vec![Insn::jmp_imm(BPF_JNE, R1, -1, 0)],
+                "if r1 != 0xffffffff goto pc+0",
+            ),
+            (
+                ins(BPF_JMP32 | BPF_JSLT | BPF_X, R1, R2, -3, 0),
+                "if w1 s< w2 goto pc-3",
+            ),
+            (
+                vec![Insn::jmp_reg(BPF_JSET, R3, R4, 7)],
+                "if r3 & r4 goto pc+7",
+            ),
+            (
+                ins(BPF_JMP32 | BPF_JSGE | BPF_K, R0, 0, 1, 16),
+                "if w0 s>= 0x10 goto pc+1",
+            ),
+            (
+                vec![Insn::jmp_reg(BPF_JSLE, R9, R8, -100)],
+                "if r9 s<= r8 goto pc-100",
+            ),
+            (vec![Insn::ja(-1)], "goto pc-1"),
+            (ins(BPF_JMP32 | BPF_JA, 0, 0, 0, 70000), "gotol pc+70000"),
+            (ins(BPF_JMP | BPF_JCOND, 0, 0, 4, 0), "may_goto pc+4"),
+            (
+                vec![Insn::call(MAP_LOOKUP_ELEM)],
+                "call bpf_map_lookup_elem#1",
+            ),
+            (vec![Insn::call(9999)], "call unknown#9999"),
+            (
+                vec![Insn::call(USER_MAP_COUNT)],
+                "call ktap_map_count#1879048194",
+            ),
+            (
+                ins(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, 5),
+                "call pc+5",
+            ),
+            (
+                ins(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, 1234),
+                "call kernel-function#1234",
+            ),
+            (vec![Insn::exit()], "exit"),
+            (
+                ins(0x8f, 1, 2, -3, 4),
+                "raw code=0x8f dst=1 src=2 off=-3 imm=4",
+            ),
+            // A move with a stray offset would lose the offset in the kernel's text.
+            (
+                ins(BPF_ALU64 | BPF_MOV | BPF_K, 1, 0, 7, 5),
+                "raw code=0xb7 dst=1 src=0 off=7 imm=5",
+            ),
+        ]
+    }
+
+    #[test]
+    fn golden_text_both_ways() {
+        for (insns, text) in golden() {
+            assert_eq!(disasm(&insns), vec![text.to_string()], "{insns:?}");
+            assert_eq!(disasm_one(&insns, 0), text);
+            assert_eq!(assemble(text).as_ref(), Ok(&insns), "{text}");
+        }
+    }
+
+    #[test]
+    fn program_with_every_form_round_trips() {
+        let forms = golden();
+        let prog: Vec<Insn> = forms.iter().flat_map(|(i, _)| i.clone()).collect();
+        let lines = disasm(&prog);
+        let texts: Vec<&str> = forms.iter().map(|(_, t)| *t).collect();
+        assert_eq!(lines, texts);
+        assert_eq!(assemble(&lines.join("\n")), Ok(prog.clone()));
+        // The listing numbers instructions by slot, as the kernel does, so a pasted listing is
+        // the same program.
+        let listing = disasm_listing(&prog);
+        assert_eq!(assemble(&listing), Ok(prog));
+    }
+
+    #[test]
+    fn listing_has_the_kernel_prefix() {
+        let mut prog = vec![Insn::mov64_imm(R0, 0)];
+        prog.extend(Insn::ld_map(R1, 0));
+        prog.push(Insn::stx(BPF_DW, R10, -8, R1));
+        prog.push(Insn::exit());
+        assert_eq!(
+            disasm_listing(&prog),
+            "0: (b7) r0 = 0\n1: (18) r1 = map[0] ll\n3: (7b) *(u64 *)(r10 -8) = r1\n4: (95) exit\n"
+        );
+        // The second slot alone is only a raw instruction; past the end there is nothing.
+        assert_eq!(
+            disasm_one(&prog, 2),
+            "raw code=0x00 dst=0 src=0 off=0 imm=0"
+        );
+        assert_eq!(disasm_one(&prog, 5), "");
+        assert_eq!(disasm(&[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn malformed_ld_imm64_falls_back_to_raw() {
+        // Truncated: no second slot.
+        let [first, _] = Insn::ld_imm64(R1, 0, 5);
+        assert_eq!(
+            disasm(&[first]),
+            vec!["raw code=0x18 dst=1 src=0 off=0 imm=5"]
+        );
+        // A second slot with a stray register, and a pseudo source ktap does not print.
+        let bad = [first, Insn::new(0, 1, 0, 0, 0)];
+        assert_eq!(disasm(&bad).len(), 2);
+        assert_eq!(assemble(&disasm(&bad).join("\n")), Ok(bad.to_vec()));
+        let value = Insn::ld_imm64(R1, 2, 5);
+        assert!(disasm(&value).iter().all(|l| l.starts_with("raw ")));
+        assert_eq!(assemble(&disasm(&value).join("\n")), Ok(value.to_vec()));
+    }
+
+    /// One instruction (or `ld_imm64` pair) of every form with random operands.
+    fn random_form(rng: &mut Rng) -> Vec<Insn> {
+        let (d, s, off, imm) = (rng.reg(), rng.reg(), rng.i16(), rng.i32());
+        let size = rng.pick(&[BPF_B, BPF_H, BPF_W, BPF_DW]);
+        let narrow = rng.pick(&[BPF_B, BPF_H, BPF_W]);
+        let rmw = rng.pick(&[BPF_W, BPF_DW]);
+        let alu = rng.pick(&[BPF_ALU, BPF_ALU64]);
+        let jmp = rng.pick(&[BPF_JMP, BPF_JMP32]);
+        let alu_op = rng.pick(&ALU_OPS).0;
+        let jmp_op = rng.pick(&JMP_OPS).0;
+        let signed_op = rng.pick(&[BPF_DIV, BPF_MOD]);
+        let width = rng.pick(&[16, 32, 64]);
+        let atomic_op = rng.pick(&ATOMIC_OPS).0 | rng.pick(&[0, BPF_FETCH]);
+        match rng.below(26) {
+            0 => ins(alu | alu_op | BPF_K, d, 0, 0, imm),
+            1 => ins(alu | alu_op | BPF_X, d, s, 0, 0),
+            2 => ins(alu | signed_op | BPF_K, d, 0, 1, imm),
+            3 => ins(alu | signed_op | BPF_X, d, s, 1, 0),
+            4 => ins(alu | BPF_NEG, d, 0, 0, 0),
+            5 => {
+                let code = rng.pick(&ENDIAN).1;
+                ins(code, d, 0, 0, width)
+            }
+            6 => {
+                let bits = if alu == BPF_ALU64 {
+                    rng.pick(&[8, 16, 32])
+                } else {
+                    rng.pick(&[8, 16])
+                };
+                ins(alu | BPF_MOV | BPF_X, d, s, bits, 0)
+            }
+            7 => ins(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 1, imm),
+            8 => ins(BPF_ALU64 | BPF_MOV | BPF_X, d, s, -1, 0),
+            9 => Insn::ld_imm64(d, 0, rng.next() >> rng.below(64)).to_vec(),
+            10 => Insn::ld_map(d, rng.next() as u32 >> rng.below(32)).to_vec(),
+            11 => ins(BPF_LD | BPF_ABS | narrow, 0, 0, 0, imm),
+            12 => ins(BPF_LD | BPF_IND | narrow, 0, s, 0, imm),
+            13 => vec![Insn::ldx(size, d, s, off)],
+            14 => ins(BPF_LDX | BPF_MEMSX | narrow, d, s, off, 0),
+            15 => vec![Insn::stx(size, d, off, s)],
+            16 => vec![Insn::st(size, d, off, imm)],
+            17 => ins(BPF_STX | BPF_ATOMIC | rmw, d, s, off, atomic_op),
+            18 => {
+                let op = rng.pick(&[BPF_XCHG, BPF_CMPXCHG]);
+                ins(BPF_STX | BPF_ATOMIC | rmw, d, s, off, op)
+            }
+            19 => {
+                let op = rng.pick(&[BPF_LOAD_ACQ, BPF_STORE_REL]);
+                ins(BPF_STX | BPF_ATOMIC | size, d, s, off, op)
+            }
+            20 => ins(BPF_ST | BPF_NOSPEC, 0, 0, 0, 0),
+            21 => ins(jmp | jmp_op | BPF_K, d, 0, off, imm),
+            22 => ins(jmp | jmp_op | BPF_X, d, s, off, 0),
+            23 => match rng.below(3) {
+                0 => vec![Insn::ja(off)],
+                1 => ins(BPF_JMP32 | BPF_JA, 0, 0, 0, imm),
+                _ => ins(BPF_JMP | BPF_JCOND, 0, BPF_MAY_GOTO, off, 0),
+            },
+            24 => {
+                let kind = rng.pick(&[0, 0, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL]);
+                let id = if rng.below(2) == 0 {
+                    rng.pick(helpers::HELPERS).id
+                } else {
+                    imm
+                };
+                ins(BPF_JMP | BPF_CALL, 0, kind, 0, id)
+            }
+            _ => vec![Insn::exit()],
+        }
+    }
+
+    #[test]
+    fn random_well_formed_streams_round_trip() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let n = 1 + rng.below(24);
+            let prog: Vec<Insn> = (0..n).flat_map(|_| random_form(&mut rng)).collect();
+            let lines = disasm(&prog);
+            assert!(
+                lines.iter().all(|l| !l.starts_with("raw ")),
+                "a well-formed instruction printed raw: {prog:?}\n{lines:#?}"
+            );
+            assert_eq!(assemble(&lines.join("\n")), Ok(prog.clone()), "{lines:#?}");
+            assert_eq!(assemble(&disasm_listing(&prog)), Ok(prog));
+        }
+    }
+
+    #[test]
+    fn arbitrary_streams_round_trip() {
+        // Any bits at all survive, through the raw fallback where the kernel syntax falls short.
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for _ in 0..3000 {
+            let n = 1 + rng.below(8);
+            let prog: Vec<Insn> = (0..n)
+                .map(|_| {
+                    let code = if rng.below(4) == 0 {
+                        LD_IMM64
+                    } else {
+                        rng.next() as u8
+                    };
+                    // Half the fields are zero, so that many instructions are nearly valid.
+                    let v = rng.next() % 16;
+                    let dst = rng.half(v) as u8;
+                    let v = rng.next() % 16;
+                    let src = rng.half(v) as u8;
+                    let v = rng.i16() as u64;
+                    let off = rng.half(v) as i16;
+                    let v = rng.i32() as u64;
+                    let imm = rng.half(v) as i32;
+                    Insn::new(code, dst, src, off, imm)
+                })
+                .collect();
+            let text = disasm(&prog).join("\n");
+            assert_eq!(assemble(&text), Ok(prog), "{text}");
+        }
+    }
+
+    #[test]
+    fn kernel_verifier_log_pastes_in() {
+        // The shape of a 6.x verifier log: source lines and register state are `;` comments,
+        // map pointers are shown as addresses.
+        let log = "\
+func#0 @0
+0: R1=ctx() R10=fp0
+; int count(void *ctx) @ count.bpf.c:12
+0: (b7) r1 = 0                        ; R1_w=0
+1: (7b) *(u64 *)(r10 -8) = r1         ; R1_w=0 R10=fp0 fp-8_w=0
+2: (bf) r2 = r10                      ; R2_w=fp0 R10=fp0
+3: (07) r2 += -8                      ; R2_w=fp-8
+4: (18) r1 = 0xffff9a4c4a3e7000       ; R1_w=map_ptr(map=counts,ks=8,vs=8)
+6: (85) call bpf_map_lookup_elem#1    ; R0_w=map_value_or_null(id=1,map=counts,ks=8,vs=8)
+7: (15) if r0 == 0x0 goto pc+2        ; R0_w=map_value(map=counts,ks=8,vs=8)
+8: (b7) r1 = 1                        ; R1_w=1
+9: (db) lock *(u64 *)(r0 +0) += r1    ; R0_w=map_value(map=counts,ks=8,vs=8) R1_w=1
+10: (b7) r0 = 0                       ; R0_w=0
+11: (95) exit
+processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1";
+        // The lines that are not instructions are dropped by hand, as a user would.
+        let insns: Vec<&str> = log.lines().filter(|l| l.contains(": (")).collect();
+        let prog = assemble(&insns.join("\n")).unwrap();
+        let mut want = vec![
+            Insn::mov64_imm(R1, 0),
+            Insn::stx(BPF_DW, R10, -8, R1),
+            Insn::mov64_reg(R2, R10),
+            Insn::alu64_imm(BPF_ADD, R2, -8),
+        ];
+        want.extend(Insn::ld_imm64(R1, 0, 0xffff_9a4c_4a3e_7000));
+        want.extend([
+            Insn::call(MAP_LOOKUP_ELEM),
+            Insn::jmp_imm(BPF_JEQ, R0, 0, 2),
+            Insn::mov64_imm(R1, 1),
+            Insn::atomic_add(BPF_DW, R0, 0, R1),
+            Insn::mov64_imm(R0, 0),
+            Insn::exit(),
+        ]);
+        assert_eq!(prog, want);
+        // The lines that are not instructions fail with a position rather than being guessed at.
+        let err = assemble("func#0 @0").unwrap_err();
+        assert_eq!((err.line, err.col), (1, 8));
+
+        // A `bpftool prog dump xlated` listing, indented and with 32-bit atomics.
+        let xlated = "   0: (bf) r6 = r1
+   1: (85) call bpf_get_current_pid_tgid#14
+   2: (77) r0 >>= 32
+   3: (63) *(u32 *)(r10 -4) = r0
+   4: (bf) r2 = r10
+   5: (07) r2 += -4
+   6: (dc) r0 = be32 r0
+   7: (b4) w1 = 1
+   8: (c3) r1 = atomic_fetch_add((u32 *)(r2 +0), r1)
+   9: (bc) w3 = (s8)w1
+  10: (91) r4 = *(s8 *)(r6 +16)
+  11: (3f) r4 s/= r3
+  12: (ae) if w4 < w3 goto pc-3
+  13: (85) call bpf_trace_printk#6
+  14: (85) call pc+1
+  15: (95) exit
+  16: (95) exit";
+        let prog = assemble(xlated).unwrap();
+        assert_eq!(prog.len(), 17);
+        assert_eq!(prog[1], Insn::call(14));
+        assert_eq!(prog[8], Insn::new(0xc3, R2, R1, 0, BPF_FETCH));
+        assert_eq!(prog[11], Insn::new(0x3f, R4, R3, 1, 0));
+        assert_eq!(prog[13], Insn::call(6));
+        // The helper ktap does not know comes back under the kernel's fallback name.
+        assert_eq!(disasm_one(&prog, 13), "call unknown#6");
+    }
+
+    #[test]
+    fn prefix_opcode_must_agree() {
+        let err = assemble("0: (07) r0 = 0").unwrap_err();
+        assert_eq!(err.line, 1);
+        assert_eq!(err.col, 4);
+        assert!(
+            err.message.contains("(07)") && err.message.contains("(b7)"),
+            "{err}"
+        );
+        // `(18)` turns a value that would fit a move into a 64-bit load, as the kernel prints it.
+        assert_eq!(
+            assemble("5: (18) r3 = 0x5"),
+            Ok(Insn::ld_imm64(R3, 0, 5).to_vec())
+        );
+        assert!(assemble("0: (zz) exit").is_err());
+        assert!(assemble("0: (b7)").is_err());
+        assert!(assemble("0: (123) exit").is_err());
+    }
+
+    #[test]
+    fn accepted_spellings() {
+        let one = |text: &str| assemble(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let call = vec![Insn::call(MAP_LOOKUP_ELEM)];
+        for text in [
+            "call 1",
+            "call 0x1",
+            "call bpf_map_lookup_elem",
+            "call map_lookup_elem",
+            "call map_lookup_elem#1",
+        ] {
+            assert_eq!(one(text), call, "{text}");
+        }
+        assert_eq!(one("call ktap_map_count"), vec![Insn::call(USER_MAP_COUNT)]);
+        assert_eq!(one("call unknown#77"), vec![Insn::call(77)]);
+        assert_eq!(one("r1 = map[2]"), Insn::ld_map(R1, 2).to_vec());
+        assert_eq!(one("r1 = 5 ll"), Insn::ld_imm64(R1, 0, 5).to_vec());
+        assert_eq!(one("r1 = -1 ll"), Insn::ld_imm64(R1, 0, u64::MAX).to_vec());
+        assert_eq!(
+            one("r1 = 0x100000000"),
+            Insn::ld_imm64(R1, 0, 1 << 32).to_vec()
+        );
+        assert_eq!(
+            one("r1 = 0xffffffff"),
+            Insn::ld_imm64(R1, 0, 0xffff_ffff).to_vec()
+        );
+        assert_eq!(one("r1 = -0x80000000"), vec![Insn::mov64_imm(R1, i32::MIN)]);
+        assert_eq!(
+            one("w1 = 0xffffffff"),
+            vec![Insn::alu32_imm(BPF_MOV, R1, -1)]
+        );
+        assert_eq!(one("r1 += 0x10"), vec![Insn::alu64_imm(BPF_ADD, R1, 16)]);
+        assert_eq!(
+            one("if r1 == 0xffffffff goto pc+0"),
+            vec![Insn::jmp_imm(BPF_JEQ, R1, -1, 0)]
+        );
+        assert_eq!(
+            one("if r1 s> -1 goto pc-0x10"),
+            vec![Insn::jmp_imm(BPF_JSGT, R1, -1, -16)]
+        );
+        assert_eq!(
+            one("r1=*(u64*)(r10-8)"),
+            vec![Insn::ldx(BPF_DW, R1, R10, -8)]
+        );
+        assert_eq!(
+            one("r1 = *(u64 *)(r10)"),
+            vec![Insn::ldx(BPF_DW, R1, R10, 0)]
+        );
+        assert_eq!(
+            one("*(u8 *)(r1 + 3) = -0x1"),
+            vec![Insn::st(BPF_B, R1, 3, -1)]
+        );
+        assert_eq!(
+            one("r0 = *(u32 *)skb[r1 - 4]"),
+            ins(BPF_LD | BPF_IND, R0, R1, 0, -4)
+        );
+        assert_eq!(
+            one(
+                "\r\n\n  ; comment\n# comment\n// comment\nexit # done\nexit // done\nexit;\n\t \n"
+            ),
+            vec![Insn::exit(); 3]
+        );
+    }
+
+    /// `(line, col, message)` of the error for `text`.
+    fn error(text: &str) -> (usize, usize, String) {
+        let e = assemble(text).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with(&format!("line {}, column {}: ", e.line, e.col)));
+        (e.line, e.col, e.message)
+    }
+
+    #[test]
+    fn errors_say_where_and_why() {
+        let cases: &[(&str, usize, usize, &str)] = &[
+            (
+                "exit\nexit\nr1 += x1",
+                3,
+                7,
+                "expected a register, found 'x1'",
+            ),
+            ("r1 = x1", 1, 6, "expected a register, found 'x1'"),
+            ("r11 = 0", 1, 1, "expected a register, found 'r11'"),
+            (
+                "w1 += r2",
+                1,
+                7,
+                "'w1' and 'r2' mix 32- and 64-bit registers",
+            ),
+            (
+                "if r1 > w2 goto pc+1",
+                1,
+                9,
+                "'r1' and 'w2' mix 32- and 64-bit registers",
+            ),
+            (
+                "r1 = *(u64 *)(r10 -8",
+                1,
+                21,
+                "expected ')', found end of line",
+            ),
+            (
+                "r1 = *(u128 *)(r10 -8)",
+                1,
+                8,
+                "expected a size (u8, u16, u32 or u64), found 'u128'",
+            ),
+            (
+                "*(s8 *)(r1 +0) = 1",
+                1,
+                3,
+                "expected an unsigned size (u8, u16, u32 or u64), found 's8'",
+            ),
+            (
+                "r1 = *(u64 *)(w10 -8)",
+                1,
+                15,
+                "expected a 64-bit register, found 'w10'",
+            ),
+            (
+                "r1 = *(u64 *)(r10 -40000)",
+                1,
+                19,
+                "-40000 is out of range for a 16-bit offset",
+            ),
+            (
+                "r1 += 0x100000000",
+                1,
+                7,
+                "0x100000000 is out of range for a 32-bit immediate",
+            ),
+            (
+                "w1 = 5 ll",
+                1,
+                1,
+                "this form needs a 64-bit register, found 'w1'",
+            ),
+            (
+                "r1 = 99999999999999999999",
+                1,
+                6,
+                "number '99999999999999999999' does not fit in 64 bits",
+            ),
+            ("r1 = 0x", 1, 6, "malformed number '0x'"),
+            ("r1 = 12ab", 1, 6, "malformed number '12ab'"),
+            ("r1 = 1 @", 1, 8, "unexpected character '@'"),
+            ("r1 = 1 2", 1, 8, "unexpected '2' after the instruction"),
+            (
+                "call nosuch",
+                1,
+                6,
+                "unknown helper 'nosuch'; give its number as in 'call nosuch#6'",
+            ),
+            (
+                "call bpf_map_lookup_elem#2",
+                1,
+                26,
+                "bpf_map_lookup_elem is helper #1, not #2",
+            ),
+            ("goto 5", 1, 6, "expected 'pc', found '5'"),
+            ("if r1 ~ 2 goto pc+1", 1, 7, "unexpected character '~'"),
+            (
+                "if r1 = 2 goto pc+1",
+                1,
+                7,
+                "expected a comparison such as '==' or 's<', found '='",
+            ),
+            (
+                "r1 = -r2",
+                1,
+                7,
+                "negation works in place: write 'r1 = -r1'",
+            ),
+            (
+                "r0 = be16 r1",
+                1,
+                11,
+                "byte swaps work in place: write 'r0 = be16 r0'",
+            ),
+            (
+                "w1 = (s32)w2",
+                1,
+                7,
+                "a 32-bit move sign-extends only from s8 or s16",
+            ),
+            (
+                "lock *(u8 *)(r1 +0) += r2",
+                1,
+                7,
+                "atomic read-modify-write operations need u32 or u64",
+            ),
+            (
+                "lock *(u64 *)(r1 +0) -= r2",
+                1,
+                22,
+                "expected an atomic operator ('+=', '&=', '|=' or '^='), found '-='",
+            ),
+            (
+                "r3 = atomic64_fetch_add((u64 *)(r1 +0), r2)",
+                1,
+                1,
+                "atomic64_fetch_add returns the old value in r2, not in 'r3'",
+            ),
+            (
+                "r2 = atomic_fetch_add((u64 *)(r1 +0), r2)",
+                1,
+                23,
+                "atomic_fetch_add works on (u32 *)",
+            ),
+            (
+                "r0 = atomic64_cmpxchg((u64 *)(r1 +0), r1, r2)",
+                1,
+                39,
+                "cmpxchg always compares with r0",
+            ),
+            (
+                "r1 = *(u32 *)skb[4]",
+                1,
+                7,
+                "packet loads read u8, u16 or u32 into r0",
+            ),
+            (
+                "raw code=0x100 dst=0 src=0 off=0 imm=0",
+                1,
+                10,
+                "0x100 is out of range for the value of code (0 to 255)",
+            ),
+            (
+                "raw code=0 dst=0 src=0 imm=0",
+                1,
+                24,
+                "expected 'off', found 'imm'",
+            ),
+            (
+                "r1 = map[-1]",
+                1,
+                10,
+                "-1 is out of range for a map index (0 to 4294967295)",
+            ),
+            (
+                "r1",
+                1,
+                3,
+                "expected an operator such as '=' or '+=', found end of line",
+            ),
+            ("r1 =", 1, 5, "expected a value, found end of line"),
+            ("5", 1, 1, "expected a register, found '5'"),
+        ];
+        for &(text, line, col, message) in cases {
+            assert_eq!(error(text), (line, col, message.to_string()), "{text}");
+        }
+    }
+
+    /// Checks the contract on one input: no panic, and anything accepted is a stable program.
+    fn check(text: &str) {
+        if let Ok(prog) = assemble(text) {
+            let lines = disasm(&prog);
+            assert_eq!(assemble(&lines.join("\n")), Ok(prog), "{text:?}");
+            if !text.contains("raw") {
+                assert!(
+                    lines.iter().all(|l| !l.starts_with("raw ")),
+                    "{text:?} assembled to a form the disassembler cannot print: {lines:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_and_truncated_input_never_panics() {
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        let lines: Vec<&str> = golden().into_iter().map(|(_, t)| t).collect();
+        for line in &lines {
+            let chars: Vec<char> = line.chars().collect();
+            for cut in 0..=chars.len() {
+                check(&chars[..cut].iter().collect::<String>());
+                check(&chars[cut..].iter().collect::<String>());
+            }
+        }
+        let alphabet: Vec<char> =
+            "rw0123456789x =+-*/%&|^<>!s()[],#:;.@ ablqu_\t\n\u{e9}\u{1f600}\0"
+                .chars()
+                .collect();
+        let words = [
+            "r1",
+            "w2",
+            "r10",
+            "r11",
+            "=",
+            "+=",
+            "s>>=",
+            "*",
+            "(",
+            ")",
+            "u64",
+            "s8",
+            "0x",
+            "12",
+            "-",
+            "+",
+            ",",
+            "[",
+            "]",
+            "#",
+            "call",
+            "goto",
+            "pc",
+            "if",
+            "exit",
+            "lock",
+            "map",
+            "ll",
+            "atomic64_fetch_add",
+            "atomic_cmpxchg",
+            "be16",
+            "bswap64",
+            "skb",
+            "raw",
+            "code=",
+            "load_acquire",
+            "store_release",
+            "&",
+            "void",
+            "__percpu",
+            "0xffffffffffffffff",
+            "99999999999999999999",
+            "kernel-function",
+            "5: (b7)",
+            "addr_space_cast",
+            "nospec",
+        ];
+        for _ in 0..50000 {
+            let mut text: String = match rng.below(3) {
+                0 => (0..rng.below(30)).map(|_| rng.pick(&alphabet)).collect(),
+                1 => (0..rng.below(10))
+                    .map(|_| rng.pick(&words))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => rng.pick(&lines).to_string(),
+            };
+            for _ in 0..rng.below(4) {
+                let mut chars: Vec<char> = text.chars().collect();
+                let at = rng.below(chars.len() + 1);
+                match rng.below(3) {
+                    0 if at < chars.len() => {
+                        chars.remove(at);
+                    }
+                    1 if at < chars.len() => chars[at] = rng.pick(&alphabet),
+                    _ => chars.insert(at, rng.pick(&alphabet)),
+                }
+                text = chars.into_iter().collect();
+            }
+            check(&text);
         }
     }
 }
