@@ -17,6 +17,7 @@ pub(crate) enum Access {
 }
 
 /// The message for a failed access through register `reg`, in the kernel verifier's words.
+#[cold]
 pub(crate) fn access_message(e: AccessError, reg: usize, how: Access) -> String {
     match e {
         AccessError::Scalar(0) => format!("R{reg} invalid mem access 'null'"),
@@ -67,6 +68,7 @@ pub(crate) struct Vm<'a, 'c> {
 }
 
 /// The number of bytes a load or store of `code` moves.
+#[inline]
 fn size_of(code: u8) -> u64 {
     match code & 0x18 {
         BPF_W => 4,
@@ -77,6 +79,7 @@ fn size_of(code: u8) -> u64 {
 }
 
 /// Sign-extends the low `bytes` bytes of `v`.
+#[inline]
 fn sign_extend(v: u64, bytes: u64) -> u64 {
     match bytes {
         1 => v as i8 as i64 as u64,
@@ -87,6 +90,7 @@ fn sign_extend(v: u64, bytes: u64) -> u64 {
 }
 
 /// A 64-bit ALU operation, or `None` for an encoding that does not exist.
+#[inline]
 fn alu64(insn: Insn, dst: u64, src: u64) -> Option<u64> {
     let reg = insn.code & BPF_X != 0;
     Some(match insn.code & 0xf0 {
@@ -127,6 +131,7 @@ fn alu64(insn: Insn, dst: u64, src: u64) -> Option<u64> {
 
 /// A 32-bit ALU operation on the low halves, or `None` for an encoding that does not exist. The
 /// caller zero-extends the result.
+#[inline]
 fn alu32(insn: Insn, dst: u32, src: u32) -> Option<u32> {
     let reg = insn.code & BPF_X != 0;
     Some(match insn.code & 0xf0 {
@@ -163,6 +168,7 @@ fn alu32(insn: Insn, dst: u32, src: u32) -> Option<u32> {
 }
 
 /// The low `bits` of `v` byte-swapped, zero-extended; `None` for a width that does not exist.
+#[inline]
 fn swap(v: u64, bits: i32) -> Option<u64> {
     Some(match bits {
         16 => u64::from((v as u16).swap_bytes()),
@@ -173,6 +179,7 @@ fn swap(v: u64, bits: i32) -> Option<u64> {
 }
 
 /// The low `bits` of `v`, zero-extended.
+#[inline]
 fn truncate(v: u64, bits: i32) -> Option<u64> {
     Some(match bits {
         16 => u64::from(v as u16),
@@ -184,6 +191,7 @@ fn truncate(v: u64, bits: i32) -> Option<u64> {
 
 /// `BPF_ALU | BPF_END`: converts to little (`BPF_TO_LE`) or big (`BPF_TO_BE`) endian from the
 /// byte order of the target, which is a swap when the two differ and a truncation otherwise.
+#[inline]
 fn end(insn: Insn, dst: u64, endian: Endian) -> Option<u64> {
     let want_big = insn.code & BPF_TO_BE != 0;
     if want_big == (endian == Endian::Big) {
@@ -196,6 +204,7 @@ fn end(insn: Insn, dst: u64, endian: Endian) -> Option<u64> {
 /// Whether a conditional jump of operation `op` is taken, or `None` for one that does not exist.
 /// JMP32 passes both operands sign-extended from 32 bits, which keeps every comparison's outcome,
 /// signed or unsigned, the same as on the 32-bit values.
+#[inline]
 fn taken(op: u8, a: u64, b: u64) -> Option<bool> {
     let (sa, sb) = (a as i64, b as i64);
     Some(match op {
@@ -214,14 +223,17 @@ fn taken(op: u8, a: u64, b: u64) -> Option<bool> {
     })
 }
 
+#[inline]
 fn sext32(v: u64) -> u64 {
     v as i32 as i64 as u64
 }
 
+#[cold]
 fn unknown(pc: usize, insn: Insn) -> Fault {
     Fault::new(pc, format!("unknown opcode {:#04x}", insn.code))
 }
 
+#[cold]
 fn read_only(pc: usize) -> Fault {
     Fault::new(pc, "frame pointer is read only")
 }
@@ -261,6 +273,7 @@ impl<'a, 'c> Vm<'a, 'c> {
     }
 
     /// The index `pc + 1 + delta`, if it is an instruction of the function.
+    #[inline]
     fn target(&self, pc: usize, delta: i64) -> Result<usize, Fault> {
         let t = pc as i64 + 1 + delta;
         if t < 0 || t >= self.insns.len() as i64 {
@@ -405,6 +418,7 @@ impl<'a, 'c> Vm<'a, 'c> {
         }
     }
 
+    #[inline]
     fn store(&mut self, pc: usize, d: usize, addr: u64, size: u64, v: u64) -> Result<(), Fault> {
         self.mem
             .store(addr, size, v, self.env.endian)
@@ -413,6 +427,7 @@ impl<'a, 'c> Vm<'a, 'c> {
 
     /// `lock *(size *)(dst + off) op= src`, with the fetching forms leaving the old value in
     /// `src` (in `r0` for CMPXCHG), zero-extended when 32 bits wide.
+    #[inline]
     fn atomic(&mut self, pc: usize, insn: Insn, addr: u64, size: u64) -> Result<(), Fault> {
         let (d, s) = (insn.dst as usize, insn.src as usize);
         const ADD: i32 = BPF_ADD as i32;

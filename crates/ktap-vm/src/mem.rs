@@ -6,7 +6,9 @@ use crate::host::Host;
 use ktap_bpf::helpers::BPF_EXIST;
 use ktap_bpf::insn::STACK_SIZE;
 use ktap_bpf::Endian;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::ops::Range;
 
 /// The top byte of every pointer. No architecture ktap supports has addresses with this top byte
@@ -40,6 +42,7 @@ pub(crate) struct Ptr {
 }
 
 /// The register value of a pointer `off` bytes into region `index` of `kind`.
+#[inline]
 pub(crate) fn pointer(kind: Kind, index: u32, off: i64) -> u64 {
     (TAG << 56)
         | ((kind as u64) << 52)
@@ -48,6 +51,7 @@ pub(crate) fn pointer(kind: Kind, index: u32, off: i64) -> u64 {
 }
 
 /// The pointer a register value encodes, or `None` for a plain number.
+#[inline]
 pub(crate) fn decode(v: u64) -> Option<Ptr> {
     if v >> 56 != TAG {
         return None;
@@ -77,24 +81,60 @@ pub(crate) fn type_name(v: u64) -> &'static str {
     }
 }
 
-/// Reads a value of `bytes.len()` (at most 8) bytes in `endian` order.
+/// Reads a value of `bytes.len()` (at most 8) bytes in `endian` order. The widths loads use
+/// get a fixed-size conversion each, which compiles to one load.
+#[inline]
 pub(crate) fn get(bytes: &[u8], endian: Endian) -> u64 {
-    let fold = |v: u64, b: &u8| v << 8 | u64::from(*b);
-    match endian {
-        Endian::Little => bytes.iter().rev().fold(0, fold),
-        Endian::Big => bytes.iter().fold(0, fold),
+    let little = endian == Endian::Little;
+    match *bytes {
+        [a] => u64::from(a),
+        [a, b] if little => u64::from(u16::from_le_bytes([a, b])),
+        [a, b] => u64::from(u16::from_be_bytes([a, b])),
+        [a, b, c, d] if little => u64::from(u32::from_le_bytes([a, b, c, d])),
+        [a, b, c, d] => u64::from(u32::from_be_bytes([a, b, c, d])),
+        [a, b, c, d, e, f, g, h] if little => u64::from_le_bytes([a, b, c, d, e, f, g, h]),
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => {
+            let fold = |v: u64, b: &u8| v << 8 | u64::from(*b);
+            if little {
+                bytes.iter().rev().fold(0, fold)
+            } else {
+                bytes.iter().fold(0, fold)
+            }
+        }
     }
 }
 
 /// Writes the low `bytes.len()` (at most 8) bytes of `v` in `endian` order.
+#[inline]
 pub(crate) fn put(bytes: &mut [u8], v: u64, endian: Endian) {
-    let n = bytes.len() as u32;
-    for (i, b) in (0u32..).zip(bytes.iter_mut()) {
-        let byte = match endian {
-            Endian::Little => i,
-            Endian::Big => n - 1 - i,
+    let little = endian == Endian::Little;
+    if let Ok(b) = <&mut [u8; 8]>::try_from(&mut *bytes) {
+        *b = if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
         };
-        *b = v.checked_shr(8 * byte).unwrap_or(0) as u8;
+    } else if let Ok(b) = <&mut [u8; 4]>::try_from(&mut *bytes) {
+        let v = v as u32;
+        *b = if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
+    } else if let Ok(b) = <&mut [u8; 2]>::try_from(&mut *bytes) {
+        let v = v as u16;
+        *b = if little {
+            v.to_le_bytes()
+        } else {
+            v.to_be_bytes()
+        };
+    } else {
+        let n = bytes.len() as u32;
+        for (i, b) in (0u32..).zip(bytes.iter_mut()) {
+            let byte = if little { i } else { n - 1 - i };
+            *b = v.checked_shr(8 * byte).unwrap_or(0) as u8;
+        }
     }
 }
 
@@ -142,12 +182,15 @@ pub(crate) struct Memory<'c> {
     values: Vec<Slot>,
     /// Indices of slots changed since the last write-back, each once.
     dirty: Vec<u32>,
-    by_tag: HashMap<Vec<u8>, u32>,
+    /// Slot index by tag. The hasher has fixed keys: the VM stays free of the system's random
+    /// source, and runs are reproducible.
+    by_tag: HashMap<Vec<u8>, u32, BuildHasherDefault<DefaultHasher>>,
     /// Scratch for building a slot's tag without allocating.
     tag: Vec<u8>,
 }
 
 /// The byte range `size` bytes at `off` covers in a region of `len` bytes, if it fits.
+#[inline]
 fn span(off: i64, size: u64, len: usize) -> Option<Range<usize>> {
     let start = u64::try_from(off).ok()?;
     let end = start.checked_add(size)?;
@@ -166,7 +209,7 @@ impl<'c> Memory<'c> {
             frames: 1,
             values: Vec::new(),
             dirty: Vec::new(),
-            by_tag: HashMap::new(),
+            by_tag: HashMap::default(),
             tag: Vec::new(),
         }
     }
@@ -188,6 +231,7 @@ impl<'c> Memory<'c> {
     }
 
     /// The region `addr` points into and the offset within it.
+    #[inline]
     fn locate(&self, addr: u64) -> Result<(&[u8], Ptr), AccessError> {
         let p = decode(addr).ok_or(AccessError::Scalar(addr))?;
         let region: &[u8] = match p.kind {
@@ -205,6 +249,7 @@ impl<'c> Memory<'c> {
         Ok((region, p))
     }
 
+    #[inline]
     fn stack(&self, index: u32) -> Result<&[u8], AccessError> {
         let i = index as usize;
         match self.stacks.get(i) {
@@ -214,6 +259,7 @@ impl<'c> Memory<'c> {
     }
 
     /// The `size` bytes at `addr`, for reading.
+    #[inline]
     pub(crate) fn read(&self, addr: u64, size: u64) -> Result<&[u8], AccessError> {
         let (region, p) = self.locate(addr)?;
         match span(p.off, size, region.len()) {
@@ -233,6 +279,7 @@ impl<'c> Memory<'c> {
     }
 
     /// The `size` bytes at `addr`, for writing; a map value copy becomes dirty.
+    #[inline]
     pub(crate) fn write(&mut self, addr: u64, size: u64) -> Result<&mut [u8], AccessError> {
         let p = decode(addr).ok_or(AccessError::Scalar(addr))?;
         match p.kind {
@@ -278,11 +325,13 @@ impl<'c> Memory<'c> {
     }
 
     /// Loads `size` bytes at `addr` as a zero-extended number.
+    #[inline]
     pub(crate) fn load(&self, addr: u64, size: u64, endian: Endian) -> Result<u64, AccessError> {
         Ok(get(self.read(addr, size)?, endian))
     }
 
     /// Stores the low `size` bytes of `v` at `addr`.
+    #[inline]
     pub(crate) fn store(
         &mut self,
         addr: u64,
