@@ -413,6 +413,8 @@ fn bounds(p: Ptr, size: u64, len: usize) -> AccessError {
             size,
             len,
         },
+        // A map reference fails before any bounds are checked; it joins the context here only
+        // to keep the match total.
         Kind::Ctx | Kind::MapRef => AccessError::Ctx { off: p.off, size },
     }
 }
