@@ -1,0 +1,90 @@
+//! The `ktap` applet's command line, as ktap had it: `ktap [options] FILE [script args]
+//! [-- cmd [args]]` or `ktap [options] -e SCRIPT [-- cmd [args]]`.
+
+use crate::run::{self, RunArgs};
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ktap",
+    about = "A lightweight script-based dynamic tracer: ktap scripts compiled to eBPF",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Run SCRIPT given on the command line instead of a file.
+    #[arg(short = 'e', value_name = "SCRIPT")]
+    script: Option<String>,
+    /// Quiet: do not print "Tracing... Hit Ctrl-C to end.".
+    #[arg(short = 'q')]
+    quiet: bool,
+    /// Write the script's output to FILE.
+    #[arg(short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Trace only process PID.
+    #[arg(short = 'p', value_name = "PID")]
+    pid: Option<u32>,
+    /// Verbose: say what was compiled and loaded, and how long it took.
+    #[arg(short = 'v')]
+    verbose: bool,
+    /// Print the version and exit.
+    #[arg(short = 'V')]
+    version: bool,
+    /// Print each probe's eBPF with the script line it came from, and exit.
+    #[arg(short = 'b')]
+    bytecode: bool,
+    /// The script file, then its arguments (`arg[1]`, ...).
+    #[arg(
+        value_name = "FILE [ARGS]",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    rest: Vec<String>,
+}
+
+/// Entry point of the `ktap` applet; `args[0]` is the program name.
+pub fn ktap_main(args: Vec<String>) -> i32 {
+    // Everything after the first `--` is the workload, which clap must not see.
+    let (ours, cmd) = match args.iter().position(|a| a == "--") {
+        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+        None => (args, Vec::new()),
+    };
+    let cli = match Cli::try_parse_from(&ours) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    if cli.version {
+        println!("ktap {}", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let (name, text, script_args) = match (&cli.script, cli.rest.split_first()) {
+        (Some(s), _) => ("-e".to_string(), s.clone(), cli.rest.clone()),
+        (None, Some((file, rest))) => match std::fs::read_to_string(file) {
+            Ok(t) => (file.clone(), t, rest.to_vec()),
+            Err(e) => {
+                eprintln!("ktap: cannot read {}: {}", file, e);
+                return 1;
+            }
+        },
+        (None, None) => {
+            eprintln!("ktap: no script given (a FILE or -e SCRIPT); try `ktap -h`");
+            return 2;
+        }
+    };
+    let mut all_args = vec![name.clone()];
+    all_args.extend(script_args);
+    run::run(RunArgs {
+        name,
+        text,
+        script_args: all_args,
+        cmd,
+        quiet: cli.quiet,
+        output: cli.output,
+        pid: cli.pid,
+        verbose: cli.verbose,
+        bytecode: cli.bytecode,
+    })
+}

@@ -1,0 +1,143 @@
+//! The userspace VM's view of the world while a script runs: the live kernel maps of the
+//! loaded session, and output records handed straight to the printer.
+
+use ktap_bpf::Program;
+use ktap_fmt::{MapSource, NoSymbols, Outcome, Printer};
+use ktap_loader::Session;
+use ktap_vm::{Host, ENOENT};
+use std::io::Write;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Reads whole tables for `print_hist`.
+pub struct SessionMaps<'a>(pub &'a Session);
+
+impl MapSource for SessionMaps<'_> {
+    fn entries(&mut self, map: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut key: Option<Vec<u8>> = None;
+        while let Some(next) = self.0.next_key(map, key.as_deref()) {
+            if let Ok(Some(v)) = self.0.lookup(map, &next) {
+                out.push((next.clone(), v));
+            }
+            key = Some(next);
+        }
+        out
+    }
+}
+
+/// Where output records go and what they asked for.
+pub struct Output<'a> {
+    pub prog: &'a Program,
+    pub printer: Printer<NoSymbols>,
+    pub out: Box<dyn Write + 'a>,
+    /// `exit(code)` was called.
+    pub exit: Option<i64>,
+    /// The first error met while printing (a broken pipe, a bad record).
+    pub error: Option<String>,
+}
+
+impl<'a> Output<'a> {
+    pub fn new(prog: &'a Program, out: Box<dyn Write + 'a>) -> Output<'a> {
+        Output {
+            prog,
+            printer: Printer::new(NoSymbols),
+            out,
+            exit: None,
+            error: None,
+        }
+    }
+
+    /// Prints one record; `exit()` and `delete()` records take effect here.
+    pub fn record(&mut self, session: &Session, rec: &[u8]) {
+        let mut maps = SessionMaps(session);
+        match self
+            .printer
+            .handle(rec, self.prog, &mut maps, &mut self.out)
+        {
+            Ok(Outcome::Continue) => {}
+            Ok(Outcome::Exit(code)) => {
+                self.exit.get_or_insert(code);
+            }
+            Ok(Outcome::Clear(map)) => {
+                if let Err(e) = session.clear(map) {
+                    self.error.get_or_insert(e.to_string());
+                }
+            }
+            Err(e) => {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
+/// The VM host for top-level code, `tick` and `trace_end`.
+pub struct VmHost<'s, 'o, 'a> {
+    pub session: &'s Session,
+    pub output: &'o mut Output<'a>,
+    pub start: Instant,
+}
+
+impl Host for VmHost<'_, '_, '_> {
+    fn map_lookup(&mut self, map: u32, key: &[u8], value: &mut [u8]) -> bool {
+        match self.session.lookup(map, key) {
+            Ok(Some(v)) if v.len() == value.len() => {
+                value.copy_from_slice(&v);
+                true
+            }
+            _ => false,
+        }
+    }
+    fn map_update(&mut self, map: u32, key: &[u8], value: &[u8], flags: u64) -> i64 {
+        self.session.update(map, key, value, flags).unwrap_or(-22)
+    }
+    fn map_delete(&mut self, map: u32, key: &[u8]) -> i64 {
+        self.session.delete(map, key).unwrap_or(-22)
+    }
+    fn map_next_key(&mut self, map: u32, key: Option<&[u8]>, next: &mut [u8]) -> i64 {
+        match self.session.next_key(map, key) {
+            Some(k) if k.len() == next.len() => {
+                next.copy_from_slice(&k);
+                0
+            }
+            _ => -ENOENT,
+        }
+    }
+    fn map_clear(&mut self, map: u32) -> i64 {
+        match self.session.clear(map) {
+            Ok(()) => 0,
+            Err(_) => -22,
+        }
+    }
+    fn map_count(&mut self, map: u32) -> u64 {
+        self.session.count(map).unwrap_or(0)
+    }
+    fn output(&mut self, _map: u32, _flags: u64, record: &[u8]) -> i64 {
+        self.output.record(self.session, record);
+        0
+    }
+    fn ktime_ns(&mut self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn wall_clock_ns(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+    fn cpu(&mut self) -> u32 {
+        0
+    }
+    fn pid_tgid(&mut self) -> u64 {
+        let pid = std::process::id() as u64;
+        (pid << 32) | pid
+    }
+    fn uid_gid(&mut self) -> u64 {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        ((gid as u64) << 32) | uid as u64
+    }
+    fn comm(&mut self) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[..4].copy_from_slice(b"ktap");
+        c
+    }
+}

@@ -1,0 +1,336 @@
+//! Running a script: compile, load and attach, run top-level code, start the workload, print
+//! output until Ctrl-C / SIGTERM / `exit()` / the workload's end, detach, run `trace_end`.
+
+use crate::host::{Output, VmHost};
+use crate::signals;
+use ktap_bpf::{Function, Program, Source, Target, When};
+use ktap_lang::{compile, diag, Options};
+use ktap_loader::{LoadOptions, Session, TracefsKernel};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// What `ktap` was asked to do.
+pub struct RunArgs {
+    /// The script's name for messages (`-e` for an inline script).
+    pub name: String,
+    pub text: String,
+    /// `arg[0]` (the script name) and the script's arguments.
+    pub script_args: Vec<String>,
+    /// The workload after `--`, started once every probe is attached.
+    pub cmd: Vec<String>,
+    pub quiet: bool,
+    pub output: Option<PathBuf>,
+    pub pid: Option<u32>,
+    pub verbose: bool,
+    pub bytecode: bool,
+}
+
+/// Runs a script; returns the process exit code.
+pub fn run(a: RunArgs) -> i32 {
+    let t0 = Instant::now();
+    let source = Source {
+        name: a.name.clone(),
+        text: a.text.clone(),
+    };
+    let kernel = match TracefsKernel::new() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ktap: {}", e);
+            return 1;
+        }
+    };
+    let mut opts = Options::new(Target::host(), a.script_args.clone());
+    opts.limits.pid = a.pid;
+    let prog = match compile(&source, &kernel, &opts) {
+        Ok(p) => p,
+        Err(diags) => {
+            eprint!("{}", diag::render_all(&diags, &source));
+            return 1;
+        }
+    };
+    let compiled = t0.elapsed();
+    if a.bytecode {
+        // A closed pipe (`ktap -b ... | head`) is not an error worth a message.
+        let _ = std::io::stdout().write_all(bytecode_listing(&prog).as_bytes());
+        return 0;
+    }
+    let out: Box<dyn Write> = match &a.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Box::new(BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("ktap: cannot write {}: {}", path.display(), e);
+                return 1;
+            }
+        },
+        None => Box::new(std::io::stdout()),
+    };
+    signals::install();
+    let mut session = match ktap_loader::load(&prog, &LoadOptions::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ktap: {}", e);
+            return 1;
+        }
+    };
+    if a.verbose {
+        let insns: usize = prog.probes.iter().map(|p| p.func.insns.len()).sum();
+        eprintln!(
+            "ktap: compiled in {:?}: {} probes ({} instructions), {} maps; attached in {:?}",
+            compiled,
+            prog.probes.len(),
+            insns,
+            prog.maps.len(),
+            session.startup()
+        );
+    }
+    let mut output = Output::new(&prog, out);
+    let start = Instant::now();
+    let code = trace(&a, &prog, &mut session, &mut output, start);
+    let _ = output.out.flush();
+    if session.lost() > 0 {
+        eprintln!(
+            "ktap: {} output records were lost (the kernel's buffer was full)",
+            session.lost()
+        );
+    }
+    session.detach();
+    code
+}
+
+/// The life of a loaded session; returns the exit code. The session's probes are detached
+/// when this returns, whatever the path.
+fn trace(
+    a: &RunArgs,
+    prog: &Program,
+    session: &mut Session,
+    output: &mut Output,
+    start: Instant,
+) -> i32 {
+    let mut failed = false;
+    for b in prog.user.iter().filter(|b| b.when == When::Begin) {
+        if let Err(m) = run_block(prog, &b.func, session, output, start) {
+            eprintln!("ktap: {}", m);
+            return 1;
+        }
+    }
+    if let Some(e) = output.error.take() {
+        eprintln!("ktap: {}", e);
+        return 1;
+    }
+    let mut child: Option<Child> = None;
+    // A script whose every block runs in userspace has nothing to trace: like ktap, it ends
+    // after its top-level code (and trace_end), unless it has a workload to wait for.
+    let traces = !prog.probes.is_empty()
+        || prog
+            .user
+            .iter()
+            .any(|b| matches!(b.when, When::Tick { .. }));
+    if output.exit.is_none() && (traces || !a.cmd.is_empty()) {
+        if !a.quiet {
+            let mut o = std::io::stdout();
+            let _ = writeln!(o, "Tracing... Hit Ctrl-C to end.").and_then(|()| o.flush());
+        }
+        if !a.cmd.is_empty() {
+            match Command::new(&a.cmd[0]).args(&a.cmd[1..]).spawn() {
+                Ok(c) => child = Some(c),
+                Err(e) => {
+                    eprintln!("ktap: cannot run `{}`: {}", a.cmd[0], e);
+                    return 1;
+                }
+            }
+        }
+        failed = !event_loop(prog, session, output, start, &mut child);
+    }
+    session.stop_probes();
+    drain(session, output);
+    if let Some(mut c) = child {
+        // Tracing stopped before the workload ended (Ctrl-C, exit()): it is ours, end it.
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+        }
+        let _ = c.wait();
+    }
+    for b in prog.user.iter().filter(|b| b.when == When::End) {
+        if let Err(m) = run_block(prog, &b.func, session, output, start) {
+            eprintln!("ktap: {}", m);
+            failed = true;
+        }
+    }
+    if let Some(e) = output.error.take() {
+        eprintln!("ktap: {}", e);
+        failed = true;
+    }
+    if failed {
+        1
+    } else {
+        output.exit.map_or(0, |c| c as i32)
+    }
+}
+
+/// Prints output and runs `tick` blocks until something stops tracing; false after an error.
+fn event_loop(
+    prog: &Program,
+    session: &mut Session,
+    output: &mut Output,
+    start: Instant,
+    child: &mut Option<Child>,
+) -> bool {
+    let mut ticks: Vec<(Duration, Instant, &Function)> = prog
+        .user
+        .iter()
+        .filter_map(|b| match b.when {
+            When::Tick { period_ns } => {
+                let p = Duration::from_nanos(period_ns.max(1_000_000));
+                Some((p, Instant::now() + p, &b.func))
+            }
+            _ => None,
+        })
+        .collect();
+    loop {
+        if signals::stop_requested() || output.exit.is_some() {
+            return true;
+        }
+        if let Some(c) = child {
+            if !matches!(c.try_wait(), Ok(None)) {
+                return true;
+            }
+        }
+        let now = Instant::now();
+        let next_tick = ticks.iter().map(|t| t.1).min();
+        let mut wait = Duration::from_millis(100);
+        if let Some(t) = next_tick {
+            wait = wait.min(t.saturating_duration_since(now));
+        }
+        let mut records = Vec::new();
+        if let Err(e) = session.poll(wait, &mut |r| records.push(r.to_vec())) {
+            eprintln!("ktap: {}", e);
+            return false;
+        }
+        for r in &records {
+            output.record(session, r);
+        }
+        let _ = output.out.flush();
+        for t in ticks.iter_mut() {
+            if Instant::now() >= t.1 {
+                t.1 += t.0;
+                if let Err(m) = run_block(prog, t.2, session, output, start) {
+                    eprintln!("ktap: {}", m);
+                    return false;
+                }
+                let _ = output.out.flush();
+            }
+        }
+        if let Some(e) = output.error.take() {
+            eprintln!("ktap: {}", e);
+            return false;
+        }
+    }
+}
+
+/// Prints whatever the probes wrote before they were detached.
+fn drain(session: &mut Session, output: &mut Output) {
+    loop {
+        let mut records = Vec::new();
+        match session.poll(Duration::ZERO, &mut |r| records.push(r.to_vec())) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        for r in &records {
+            output.record(session, r);
+        }
+    }
+}
+
+/// Runs a userspace block in the VM against the live maps.
+fn run_block(
+    prog: &Program,
+    func: &Function,
+    session: &Session,
+    output: &mut Output,
+    start: Instant,
+) -> Result<(), String> {
+    let env = ktap_vm::RunEnv::new(&prog.maps, prog.target.endian);
+    let mut host = VmHost {
+        session,
+        output,
+        start,
+    };
+    let mut ctx = [0u8; 8];
+    ktap_vm::run(func, &mut ctx, &env, &mut host)
+        .map(|_| ())
+        .map_err(|f| {
+            let span = func.spans.get(f.pc).copied().unwrap_or_default();
+            let (line, col) = prog.source.line_col(span.lo);
+            format!(
+                "{}:{}:{}: runtime error: {}",
+                prog.source.name, line, col, f.message
+            )
+        })
+}
+
+/// Each block's instructions in the kernel's verifier-log syntax, under the script line each
+/// group came from.
+pub fn bytecode_listing(prog: &Program) -> String {
+    let mut s = String::new();
+    let mut block = |title: String, f: &Function| {
+        s.push_str(&format!("{}: {} instructions\n", title, f.insns.len()));
+        let mut last_line = 0;
+        let mut pc = 0;
+        while pc < f.insns.len() {
+            let span = f.spans.get(pc).copied().unwrap_or_default();
+            let (line, _) = prog.source.line_col(span.lo);
+            if line != last_line {
+                s.push_str(&format!(
+                    "; {}:{}: {}\n",
+                    prog.source.name,
+                    line,
+                    prog.source.line_text(line).trim()
+                ));
+                last_line = line;
+            }
+            s.push_str(&format!(
+                "{:4}: {}\n",
+                pc,
+                ktap_bpf::asm::disasm_one(&f.insns, pc)
+            ));
+            pc += if f.insns[pc].is_ld_imm64() { 2 } else { 1 };
+        }
+    };
+    // A glob gives many probes with the same code: list each body once, naming its events.
+    let mut shown: Vec<usize> = Vec::new();
+    for (i, p) in prog.probes.iter().enumerate() {
+        if shown
+            .iter()
+            .any(|&j| prog.probes[j].func.insns == p.func.insns)
+        {
+            continue;
+        }
+        shown.push(i);
+        let same: Vec<&str> = prog.probes[i..]
+            .iter()
+            .filter(|q| q.func.insns == p.func.insns)
+            .map(|q| q.name.as_str())
+            .collect();
+        let title = if same.len() > 3 {
+            format!(
+                "probe {} (and {} more with the same code)",
+                p.name,
+                same.len() - 1
+            )
+        } else {
+            format!("probe {}", same.join(", "))
+        };
+        block(title, &p.func);
+    }
+    for u in &prog.user {
+        let name = match u.when {
+            When::Begin => "top-level code".to_string(),
+            When::Tick { period_ns } => format!("tick every {} ns", period_ns),
+            When::End => "trace_end".to_string(),
+        };
+        block(name, &u.func);
+    }
+    s
+}
