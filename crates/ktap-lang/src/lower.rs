@@ -61,14 +61,24 @@ fn vtype(t: Ty) -> ValueType {
 }
 
 /// Lowers every block of a checked script.
-pub fn lower(script: &Script, typed: &Typed, target: ktap_bpf::Target, limits: &Limits) -> Result<Lowered, Vec<Diagnostic>> {
+pub fn lower(
+    script: &Script,
+    typed: &Typed,
+    target: ktap_bpf::Target,
+    limits: &Limits,
+) -> Result<Lowered, Vec<Diagnostic>> {
     let mut g = Shared::new(typed, target, limits);
     let mut blocks = Vec::new();
     let mut errors = Vec::new();
     let mut begin: Vec<&Stmt> = Vec::new();
     let mut begin_span: Option<Span> = None;
     for (i, item) in script.items.iter().enumerate() {
-        let mut run = |g: &mut Shared, kind: BlockKind, mode: Mode, stmts: &[&Stmt], span: Span, event: Option<&TpFormat>| {
+        let mut run = |g: &mut Shared,
+                       kind: BlockKind,
+                       mode: Mode,
+                       stmts: &[&Stmt],
+                       span: Span,
+                       event: Option<&TpFormat>| {
             match FnLower::new(g, mode, event).run(stmts) {
                 Ok(ir) => blocks.push(LoweredBlock { kind, ir, span }),
                 Err(d) => errors.push(d),
@@ -84,16 +94,41 @@ pub fn lower(script: &Script, typed: &Typed, target: ktap_bpf::Target, limits: &
             Item::Trace(tr) => {
                 let stmts: Vec<&Stmt> = tr.body.stmts.iter().collect();
                 for ev in &typed.traces[&i].events {
-                    run(&mut g, BlockKind::Probe { event: ev.clone() }, Mode::Kernel, &stmts, tr.span, Some(ev));
+                    run(
+                        &mut g,
+                        BlockKind::Probe { event: ev.clone() },
+                        Mode::Kernel,
+                        &stmts,
+                        tr.span,
+                        Some(ev),
+                    );
                 }
             }
             Item::Profile { period, body, span } => {
                 let stmts: Vec<&Stmt> = body.stmts.iter().collect();
-                run(&mut g, BlockKind::Profile { period_ns: period.ns }, Mode::Kernel, &stmts, *span, None);
+                run(
+                    &mut g,
+                    BlockKind::Profile {
+                        period_ns: period.ns,
+                    },
+                    Mode::Kernel,
+                    &stmts,
+                    *span,
+                    None,
+                );
             }
             Item::Tick { period, body, span } => {
                 let stmts: Vec<&Stmt> = body.stmts.iter().collect();
-                run(&mut g, BlockKind::Tick { period_ns: period.ns }, Mode::User, &stmts, *span, None);
+                run(
+                    &mut g,
+                    BlockKind::Tick {
+                        period_ns: period.ns,
+                    },
+                    Mode::User,
+                    &stmts,
+                    *span,
+                    None,
+                );
             }
             Item::TraceEnd { body, span } => {
                 let stmts: Vec<&Stmt> = body.stmts.iter().collect();
@@ -104,7 +139,14 @@ pub fn lower(script: &Script, typed: &Typed, target: ktap_bpf::Target, limits: &
     if !begin.is_empty() {
         let span = begin_span.unwrap_or_default();
         match FnLower::new(&mut g, Mode::User, None).run(&begin) {
-            Ok(ir) => blocks.insert(0, LoweredBlock { kind: BlockKind::Begin, ir, span }),
+            Ok(ir) => blocks.insert(
+                0,
+                LoweredBlock {
+                    kind: BlockKind::Begin,
+                    ir,
+                    span,
+                },
+            ),
             Err(d) => errors.push(d),
         }
     }
@@ -241,7 +283,10 @@ enum Val {
     /// A number or boolean.
     Num(Opnd),
     /// A NUL-padded stack buffer at `r10 + off` of `size` bytes (a multiple of 8).
-    Str { off: i16, size: u32 },
+    Str {
+        off: i16,
+        size: u32,
+    },
     Nil,
     Table(u32),
 }
@@ -304,10 +349,24 @@ impl<'s, 'a> FnLower<'s, 'a> {
         self.push(Inst::EntryCtx { dst: self.ctx });
         if let (Mode::Kernel, Some(pid)) = (self.mode, self.g.pid) {
             let r = self.f.new_reg();
-            self.push(Inst::Call { helper: h::GET_CURRENT_PID_TGID, args: vec![], dst: Some(r) });
-            self.push(Inst::Alu { op: BPF_RSH, dst: r, src: Opnd::Imm(32), w32: false });
+            self.push(Inst::Call {
+                helper: h::GET_CURRENT_PID_TGID,
+                args: vec![],
+                dst: Some(r),
+            });
+            self.push(Inst::Alu {
+                op: BPF_RSH,
+                dst: r,
+                src: Opnd::Imm(32),
+                w32: false,
+            });
             let ours = self.f.new_label();
-            self.push(Inst::Jmp { op: BPF_JEQ, a: r, b: Opnd::Imm(pid as i32), target: ours });
+            self.push(Inst::Jmp {
+                op: BPF_JEQ,
+                a: r,
+                b: Opnd::Imm(pid as i32),
+                target: ours,
+            });
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
         }
@@ -321,7 +380,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 dst: Some(gp),
             });
             let ok = self.f.new_label();
-            self.push(Inst::Jmp { op: BPF_JNE, a: gp, b: Opnd::Imm(0), target: ok });
+            self.push(Inst::Jmp {
+                op: BPF_JNE,
+                a: gp,
+                b: Opnd::Imm(0),
+                target: ok,
+            });
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ok));
             self.gp = Some(gp);
@@ -329,13 +393,17 @@ impl<'s, 'a> FnLower<'s, 'a> {
         for s in stmts {
             self.stmt(s)?;
         }
-        self.span = stmts.last().map_or(Span::default(), |s| Span::new(s.span.hi, s.span.hi));
+        self.span = stmts
+            .last()
+            .map_or(Span::default(), |s| Span::new(s.span.hi, s.span.hi));
         self.push(Inst::Exit { code: Opnd::Imm(0) });
         self.f.frame = self.f.frame.max(self.sp);
         // A block that never needs its context does not keep it in a register.
         let ctx = self.ctx;
         if !self.f.insts.iter().any(|(i, _)| i.uses().contains(&ctx)) {
-            self.f.insts.retain(|(i, _)| !matches!(i, Inst::EntryCtx { .. }));
+            self.f
+                .insts
+                .retain(|(i, _)| !matches!(i, Inst::EntryCtx { .. }));
         }
         Ok(self.f)
     }
@@ -354,7 +422,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
         match &s.kind {
             StmtKind::Var { names, values } => {
                 // A `var` of top-level code declares globals (no declaration id of its own).
-                if names.iter().any(|n| !self.g.typed.decls.contains_key(&n.span.lo)) {
+                if names
+                    .iter()
+                    .any(|n| !self.g.typed.decls.contains_key(&n.span.lo))
+                {
                     *found = true;
                 }
                 exprs.extend(values);
@@ -379,7 +450,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 exprs.push(cond);
                 blocks.push(body);
             }
-            StmtKind::ForNum { start, end, step, body, .. } => {
+            StmtKind::ForNum {
+                start,
+                end,
+                step,
+                body,
+                ..
+            } => {
                 exprs.push(start);
                 exprs.push(end);
                 exprs.extend(step);
@@ -407,7 +484,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
             return;
         }
         match self.g.typed.bindings.get(&e.id) {
-            Some(Binding::Global(g)) if !matches!(self.g.typed.globals[*g as usize].slot.ty, Ty::Table(_)) => {
+            Some(Binding::Global(g))
+                if !matches!(self.g.typed.globals[*g as usize].slot.ty, Ty::Table(_)) =>
+            {
                 *found = true;
                 return;
             }
@@ -439,7 +518,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
             ExprKind::Table(items) => {
                 for it in items {
                     match it {
-                        TableItem::Positional(v) | TableItem::Named(_, v) => self.scan_expr(v, found, seen),
+                        TableItem::Positional(v) | TableItem::Named(_, v) => {
+                            self.scan_expr(v, found, seen)
+                        }
                         TableItem::Keyed(k, v) => {
                             self.scan_expr(k, found, seen);
                             self.scan_expr(v, found, seen);
@@ -466,7 +547,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
         if self.sp > 512 {
             return Err(self.err(
                 span,
-                format!("this needs {} bytes of stack, more than the 512 a probe may use", self.sp),
+                format!(
+                    "this needs {} bytes of stack, more than the 512 a probe may use",
+                    self.sp
+                ),
             ));
         }
         Ok(-(self.sp as i16))
@@ -478,13 +562,23 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         // The first allocation of a block cannot exceed the stack limit.
         let off = self.alloc(8, self.span).unwrap_or(-8);
-        self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off, src: Opnd::Imm(0) });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::Fp,
+            off,
+            src: Opnd::Imm(0),
+        });
         self.zero_key = Some(off);
         off
     }
 
     fn ty(&self, e: &Expr) -> Ty {
-        self.g.typed.expr_ty.get(&e.id).copied().unwrap_or(Ty::Unknown)
+        self.g
+            .typed
+            .expr_ty
+            .get(&e.id)
+            .copied()
+            .unwrap_or(Ty::Unknown)
     }
 
     fn reg(&mut self, o: Opnd) -> VReg {
@@ -492,7 +586,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
             Opnd::V(v) => v,
             Opnd::Imm(i) => {
                 let v = self.f.new_reg();
-                self.push(Inst::Mov { dst: v, src: Opnd::Imm(i) });
+                self.push(Inst::Mov {
+                    dst: v,
+                    src: Opnd::Imm(i),
+                });
                 v
             }
         }
@@ -514,7 +611,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Fills `size` bytes at `r10 + off` with zeros.
     fn zero_buf(&mut self, off: i16, size: u32) {
         for w in 0..size / 8 {
-            self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: off + (w * 8) as i16, src: Opnd::Imm(0) });
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::Fp,
+                off: off + (w * 8) as i16,
+                src: Opnd::Imm(0),
+            });
         }
     }
 
@@ -529,15 +631,35 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let t = self.f.new_reg();
                 for w in 0..n / 8 {
                     let o = (w * 8) as i16;
-                    self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::Fp, off: off + o });
-                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: doff + o, src: Opnd::V(t) });
+                    self.push(Inst::Load {
+                        size: BPF_DW,
+                        dst: t,
+                        base: Base::Fp,
+                        off: off + o,
+                    });
+                    self.push(Inst::Store {
+                        size: BPF_DW,
+                        base: Base::Fp,
+                        off: doff + o,
+                        src: Opnd::V(t),
+                    });
                 }
                 for w in n / 8..dsize / 8 {
-                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: doff + (w * 8) as i16, src: Opnd::Imm(0) });
+                    self.push(Inst::Store {
+                        size: BPF_DW,
+                        base: Base::Fp,
+                        off: doff + (w * 8) as i16,
+                        src: Opnd::Imm(0),
+                    });
                 }
                 if size > dsize {
                     // Truncated: keep the terminating NUL.
-                    self.push(Inst::Store { size: BPF_B, base: Base::Fp, off: doff + dsize as i16 - 1, src: Opnd::Imm(0) });
+                    self.push(Inst::Store {
+                        size: BPF_B,
+                        base: Base::Fp,
+                        off: doff + dsize as i16 - 1,
+                        src: Opnd::Imm(0),
+                    });
                 }
             }
             _ => self.zero_buf(doff, dsize),
@@ -555,7 +677,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Endian::Little => i32::from_le_bytes(word),
                 Endian::Big => i32::from_be_bytes(word),
             };
-            self.push(Inst::Store { size: BPF_W, base: Base::Fp, off: off + (w * 4) as i16, src: Opnd::Imm(v) });
+            self.push(Inst::Store {
+                size: BPF_W,
+                base: Base::Fp,
+                off: off + (w * 4) as i16,
+                src: Opnd::Imm(v),
+            });
         }
     }
 
@@ -585,12 +712,22 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     let o = (w * 8) as i16;
                     let src = match soff {
                         Some(s) if (w * 8) < ssize => {
-                            self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::Fp, off: s + o });
+                            self.push(Inst::Load {
+                                size: BPF_DW,
+                                dst: t,
+                                base: Base::Fp,
+                                off: s + o,
+                            });
                             Opnd::V(t)
                         }
                         _ => Opnd::Imm(0),
                     };
-                    self.push(Inst::Store { size: BPF_DW, base, off: off + o, src });
+                    self.push(Inst::Store {
+                        size: BPF_DW,
+                        base,
+                        off: off + o,
+                        src,
+                    });
                 }
             }
             ValueType::Nil => {}
@@ -599,7 +736,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     Val::Num(o) => o,
                     _ => Opnd::Imm(0),
                 };
-                self.push(Inst::Store { size: BPF_DW, base, off, src });
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base,
+                    off,
+                    src,
+                });
             }
         }
     }
@@ -612,15 +754,30 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let t = self.f.new_reg();
                 for w in 0..size / 8 {
                     let o = (w * 8) as i16;
-                    self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::V(base), off: off + o });
-                    self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: dst + o, src: Opnd::V(t) });
+                    self.push(Inst::Load {
+                        size: BPF_DW,
+                        dst: t,
+                        base: Base::V(base),
+                        off: off + o,
+                    });
+                    self.push(Inst::Store {
+                        size: BPF_DW,
+                        base: Base::Fp,
+                        off: dst + o,
+                        src: Opnd::V(t),
+                    });
                 }
                 Ok(Val::Str { off: dst, size })
             }
             ValueType::Nil => Ok(Val::Nil),
             _ => {
                 let v = self.f.new_reg();
-                self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::V(base), off });
+                self.push(Inst::Load {
+                    size: BPF_DW,
+                    dst: v,
+                    base: Base::V(base),
+                    off,
+                });
                 Ok(Val::Num(Opnd::V(v)))
             }
         }
@@ -651,7 +808,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
     fn stmt_inner(&mut self, s: &Stmt) -> R<bool> {
         match &s.kind {
             StmtKind::Var { names, values } => {
-                let top = self.mode == Mode::User && self.inlines.is_empty() && self.breaks.is_empty() && !self.is_local_decl(names);
+                let top = self.mode == Mode::User
+                    && self.inlines.is_empty()
+                    && self.breaks.is_empty()
+                    && !self.is_local_decl(names);
                 // Evaluate every value first (`var a, b = b, a` swaps), then bind.
                 let mut vals = Vec::new();
                 for v in values {
@@ -661,12 +821,20 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 for (i, name) in names.iter().enumerate() {
                     let val = vals.get(i).copied().unwrap_or(Val::Nil);
                     if top {
-                        if let Some(gi) = self.g.typed.globals.iter().position(|g| g.name == name.name) {
+                        if let Some(gi) = self
+                            .g
+                            .typed
+                            .globals
+                            .iter()
+                            .position(|g| g.name == name.name)
+                        {
                             self.store_global(gi as u32, val, name.span)?;
                         }
                         continue;
                     }
-                    let Some(&vid) = self.g.typed.decls.get(&name.span.lo) else { continue };
+                    let Some(&vid) = self.g.typed.decls.get(&name.span.lo) else {
+                        continue;
+                    };
                     let ty = self.g.typed.var_ty[vid as usize].ty;
                     let local = self.new_local(ty, name.span)?;
                     binds.push((vid, local, val));
@@ -740,7 +908,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.push(Inst::Label(end));
                 Ok(false)
             }
-            StmtKind::ForNum { var, start, end, step, body } => {
+            StmtKind::ForNum {
+                var,
+                start,
+                end,
+                step,
+                body,
+            } => {
                 let step_n = match step {
                     Some(e) => const_int(e),
                     None => Some(1),
@@ -751,28 +925,56 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let i = self.f.new_reg();
                 self.push(Inst::Mov { dst: i, src: a });
                 let st = match (step, step_n) {
-                    (_, Some(n)) => Opnd::Imm(i32::try_from(n).map_err(|_| self.err(s.span, "loop step too large"))?),
+                    (_, Some(n)) => Opnd::Imm(
+                        i32::try_from(n).map_err(|_| self.err(s.span, "loop step too large"))?,
+                    ),
                     (Some(e), None) => {
                         let v = self.num(e)?;
                         Opnd::V(self.reg(v))
                     }
                     (None, None) => Opnd::Imm(1),
                 };
-                let (top, cont, done) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
+                let (top, cont, done) =
+                    (self.f.new_label(), self.f.new_label(), self.f.new_label());
                 self.push(Inst::Label(top));
                 match step_n {
-                    Some(n) if n < 0 => self.push(Inst::Jmp { op: BPF_JSLT, a: i, b: Opnd::V(b), target: done }),
-                    Some(_) => self.push(Inst::Jmp { op: BPF_JSGT, a: i, b: Opnd::V(b), target: done }),
+                    Some(n) if n < 0 => self.push(Inst::Jmp {
+                        op: BPF_JSLT,
+                        a: i,
+                        b: Opnd::V(b),
+                        target: done,
+                    }),
+                    Some(_) => self.push(Inst::Jmp {
+                        op: BPF_JSGT,
+                        a: i,
+                        b: Opnd::V(b),
+                        target: done,
+                    }),
                     None => {
                         // A runtime step (userspace only): its sign picks the test.
                         let neg = self.f.new_label();
                         let body_l = self.f.new_label();
                         let sv = self.reg(st);
-                        self.push(Inst::Jmp { op: BPF_JSLT, a: sv, b: Opnd::Imm(0), target: neg });
-                        self.push(Inst::Jmp { op: BPF_JSGT, a: i, b: Opnd::V(b), target: done });
+                        self.push(Inst::Jmp {
+                            op: BPF_JSLT,
+                            a: sv,
+                            b: Opnd::Imm(0),
+                            target: neg,
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JSGT,
+                            a: i,
+                            b: Opnd::V(b),
+                            target: done,
+                        });
                         self.push(Inst::Ja { target: body_l });
                         self.push(Inst::Label(neg));
-                        self.push(Inst::Jmp { op: BPF_JSLT, a: i, b: Opnd::V(b), target: done });
+                        self.push(Inst::Jmp {
+                            op: BPF_JSLT,
+                            a: i,
+                            b: Opnd::V(b),
+                            target: done,
+                        });
                         self.push(Inst::Label(body_l));
                     }
                 }
@@ -781,7 +983,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 if let Some(vid) = vid {
                     // The body sees a copy, so assigning to the loop variable cannot change the trip count.
                     let copy = self.f.new_reg();
-                    self.push(Inst::Mov { dst: copy, src: Opnd::V(i) });
+                    self.push(Inst::Mov {
+                        dst: copy,
+                        src: Opnd::V(i),
+                    });
                     self.locals.insert(vid, Local::Reg(copy));
                 }
                 self.breaks.push(done);
@@ -789,12 +994,22 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.breaks.pop();
                 self.sp = mark;
                 self.push(Inst::Label(cont));
-                self.push(Inst::Alu { op: BPF_ADD, dst: i, src: st, w32: false });
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: i,
+                    src: st,
+                    w32: false,
+                });
                 self.push(Inst::Ja { target: top });
                 self.push(Inst::Label(done));
                 Ok(false)
             }
-            StmtKind::ForIn { key, value, iter, body } => {
+            StmtKind::ForIn {
+                key,
+                value,
+                iter,
+                body,
+            } => {
                 let ExprKind::Call { args, .. } = &iter.kind else {
                     return Err(self.err(iter.span, "`for ... in` needs `pairs(table)`"));
                 };
@@ -835,14 +1050,20 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 Ok(false)
             }
-            StmtKind::Aggregate { target, .. } => Err(self.err(target.span, "aggregations (`<<<`) are not supported yet")),
-            StmtKind::Function(f) => Err(self.err(f.span, "functions can only be defined at top level")),
+            StmtKind::Aggregate { target, .. } => {
+                Err(self.err(target.span, "aggregations (`<<<`) are not supported yet"))
+            }
+            StmtKind::Function(f) => {
+                Err(self.err(f.span, "functions can only be defined at top level"))
+            }
         }
     }
 
     /// True when a `var` at top-level code really declares locals (inside a nested block).
     fn is_local_decl(&self, names: &[Ident]) -> bool {
-        names.iter().any(|n| self.g.typed.decls.contains_key(&n.span.lo))
+        names
+            .iter()
+            .any(|n| self.g.typed.decls.contains_key(&n.span.lo))
     }
 
     fn new_local(&mut self, ty: Ty, span: Span) -> R<Local> {
@@ -881,7 +1102,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
 
     fn global_slot(&self, gi: u32) -> (VReg, i16, ValueType, Ty) {
         let ty = self.g.typed.globals[gi as usize].slot.ty;
-        (self.gp.unwrap_or_default(), self.g.global_off[gi as usize] as i16, vtype(ty), ty)
+        (
+            self.gp.unwrap_or_default(),
+            self.g.global_off[gi as usize] as i16,
+            vtype(ty),
+            ty,
+        )
     }
 
     fn store_global(&mut self, gi: u32, v: Val, span: Span) -> R<()> {
@@ -923,14 +1149,23 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
                 if let Val::Nil = v {
-                    self.push(Inst::Call { helper: h::MAP_DELETE_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: None });
+                    self.push(Inst::Call {
+                        helper: h::MAP_DELETE_ELEM,
+                        args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                        dst: None,
+                    });
                     return Ok(());
                 }
                 let vt = self.g.maps[map as usize].value;
                 let vbuf = self.value_buf(vt, v, target.span)?;
                 self.push(Inst::Call {
                     helper: h::MAP_UPDATE_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf), Arg::Fp(vbuf), Arg::Imm(BPF_ANY)],
+                    args: vec![
+                        Arg::Map(map),
+                        Arg::Fp(kbuf),
+                        Arg::Fp(vbuf),
+                        Arg::Imm(BPF_ANY),
+                    ],
                     dst: None,
                 });
                 Ok(())
@@ -967,21 +1202,33 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         Some(l) => *l,
                         None => {
                             let r = self.f.new_reg();
-                            self.push(Inst::Mov { dst: r, src: Opnd::Imm(0) });
+                            self.push(Inst::Mov {
+                                dst: r,
+                                src: Opnd::Imm(0),
+                            });
                             let l = Local::Reg(r);
                             self.locals.insert(*vid, l);
                             l
                         }
                     };
                     if let Local::Reg(r) = l {
-                        self.push(Inst::Alu { op: BPF_ADD, dst: r, src: amount, w32: false });
+                        self.push(Inst::Alu {
+                            op: BPF_ADD,
+                            dst: r,
+                            src: amount,
+                            w32: false,
+                        });
                     }
                     Ok(())
                 }
                 Some(Binding::Global(gi)) => {
                     let (gp, off, _, _) = self.global_slot(*gi);
                     let a = self.reg(amount);
-                    self.push(Inst::AtomicAdd { base: gp, off, src: a });
+                    self.push(Inst::AtomicAdd {
+                        base: gp,
+                        off,
+                        src: a,
+                    });
                     Ok(())
                 }
                 _ => Err(self.err(target.span, "cannot add to this name")),
@@ -995,28 +1242,70 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let amount = self.reg(amount);
                 // Hit: add in place, atomically. Miss: insert the amount; if another CPU inserted
                 // the key meanwhile (EEXIST), look it up again and add.
-                let (hit, done, retry) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
+                let (hit, done, retry) =
+                    (self.f.new_label(), self.f.new_label(), self.f.new_label());
                 let p = self.f.new_reg();
-                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
-                self.push(Inst::Jmp { op: BPF_JNE, a: p, b: Opnd::Imm(0), target: hit });
+                self.push(Inst::Call {
+                    helper: h::MAP_LOOKUP_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                    dst: Some(p),
+                });
+                self.push(Inst::Jmp {
+                    op: BPF_JNE,
+                    a: p,
+                    b: Opnd::Imm(0),
+                    target: hit,
+                });
                 let vbuf = self.alloc(8, target.span)?;
-                self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: vbuf, src: Opnd::V(amount) });
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off: vbuf,
+                    src: Opnd::V(amount),
+                });
                 let r = self.f.new_reg();
                 self.push(Inst::Call {
                     helper: h::MAP_UPDATE_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf), Arg::Fp(vbuf), Arg::Imm(BPF_NOEXIST)],
+                    args: vec![
+                        Arg::Map(map),
+                        Arg::Fp(kbuf),
+                        Arg::Fp(vbuf),
+                        Arg::Imm(BPF_NOEXIST),
+                    ],
                     dst: Some(r),
                 });
-                self.push(Inst::Jmp { op: BPF_JEQ, a: r, b: Opnd::Imm(-EEXIST), target: retry });
+                self.push(Inst::Jmp {
+                    op: BPF_JEQ,
+                    a: r,
+                    b: Opnd::Imm(-EEXIST),
+                    target: retry,
+                });
                 self.push(Inst::Ja { target: done });
                 self.push(Inst::Label(retry));
                 let p2 = self.f.new_reg();
-                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p2) });
-                self.push(Inst::Jmp { op: BPF_JEQ, a: p2, b: Opnd::Imm(0), target: done });
-                self.push(Inst::AtomicAdd { base: p2, off: 0, src: amount });
+                self.push(Inst::Call {
+                    helper: h::MAP_LOOKUP_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                    dst: Some(p2),
+                });
+                self.push(Inst::Jmp {
+                    op: BPF_JEQ,
+                    a: p2,
+                    b: Opnd::Imm(0),
+                    target: done,
+                });
+                self.push(Inst::AtomicAdd {
+                    base: p2,
+                    off: 0,
+                    src: amount,
+                });
                 self.push(Inst::Ja { target: done });
                 self.push(Inst::Label(hit));
-                self.push(Inst::AtomicAdd { base: p, off: 0, src: amount });
+                self.push(Inst::AtomicAdd {
+                    base: p,
+                    off: 0,
+                    src: amount,
+                });
                 self.push(Inst::Label(done));
                 Ok(())
             }
@@ -1026,16 +1315,34 @@ impl<'s, 'a> FnLower<'s, 'a> {
 
     fn for_pairs(&mut self, t: u32, key: &Ident, value: Option<&Ident>, body: &Block) -> R<()> {
         let map = self.g.table_map[t as usize];
-        let (kt, vt) = (self.g.maps[map as usize].key, self.g.maps[map as usize].value);
+        let (kt, vt) = (
+            self.g.maps[map as usize].key,
+            self.g.maps[map as usize].value,
+        );
         let ksize = kt.size();
         let cur = self.alloc(ksize, key.span)?;
         let next = self.alloc(ksize, key.span)?;
         let (top, cont, done) = (self.f.new_label(), self.f.new_label(), self.f.new_label());
         let r = self.f.new_reg();
-        self.push(Inst::Call { helper: h::USER_MAP_NEXT_KEY, args: vec![Arg::Map(map), Arg::Imm(0), Arg::Fp(next)], dst: Some(r) });
-        self.push(Inst::Jmp { op: BPF_JNE, a: r, b: Opnd::Imm(0), target: done });
+        self.push(Inst::Call {
+            helper: h::USER_MAP_NEXT_KEY,
+            args: vec![Arg::Map(map), Arg::Imm(0), Arg::Fp(next)],
+            dst: Some(r),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JNE,
+            a: r,
+            b: Opnd::Imm(0),
+            target: done,
+        });
         self.push(Inst::Label(top));
-        self.copy_str((cur, ksize), Val::Str { off: next, size: ksize });
+        self.copy_str(
+            (cur, ksize),
+            Val::Str {
+                off: next,
+                size: ksize,
+            },
+        );
         let mark = self.sp;
         let kvid = self.g.typed.decls.get(&key.span.lo).copied();
         if let Some(kvid) = kvid {
@@ -1047,7 +1354,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 _ => {
                     let v = self.f.new_reg();
-                    self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::Fp, off: cur });
+                    self.push(Inst::Load {
+                        size: BPF_DW,
+                        dst: v,
+                        base: Base::Fp,
+                        off: cur,
+                    });
                     Local::Reg(v)
                 }
             };
@@ -1056,7 +1368,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
         if let Some(value) = value {
             if let Some(vvid) = self.g.typed.decls.get(&value.span.lo).copied() {
                 let p = self.f.new_reg();
-                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(cur)], dst: Some(p) });
+                self.push(Inst::Call {
+                    helper: h::MAP_LOOKUP_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(cur)],
+                    dst: Some(p),
+                });
                 let l = match vt {
                     ValueType::Str(size) => {
                         let off = self.alloc(size, value.span)?;
@@ -1066,7 +1382,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 };
                 self.assign_local(l, Val::Nil);
                 let miss = self.f.new_label();
-                self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
+                self.push(Inst::Jmp {
+                    op: BPF_JEQ,
+                    a: p,
+                    b: Opnd::Imm(0),
+                    target: miss,
+                });
                 let v = self.load_val(p, 0, vt, value.span)?;
                 self.assign_local(l, v);
                 self.push(Inst::Label(miss));
@@ -1079,8 +1400,17 @@ impl<'s, 'a> FnLower<'s, 'a> {
         self.sp = mark;
         self.push(Inst::Label(cont));
         let r2 = self.f.new_reg();
-        self.push(Inst::Call { helper: h::USER_MAP_NEXT_KEY, args: vec![Arg::Map(map), Arg::Fp(cur), Arg::Fp(next)], dst: Some(r2) });
-        self.push(Inst::Jmp { op: BPF_JEQ, a: r2, b: Opnd::Imm(0), target: top });
+        self.push(Inst::Call {
+            helper: h::USER_MAP_NEXT_KEY,
+            args: vec![Arg::Map(map), Arg::Fp(cur), Arg::Fp(next)],
+            dst: Some(r2),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: r2,
+            b: Opnd::Imm(0),
+            target: top,
+        });
         self.push(Inst::Label(done));
         Ok(())
     }
@@ -1090,8 +1420,15 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Jumps to `target` when `e`'s truth equals `when`; falls through otherwise.
     fn cond(&mut self, e: &Expr, when: bool, target: Label) -> R<()> {
         match &e.kind {
-            ExprKind::Unary { op: UnOp::Not, expr } => self.cond(expr, !when, target),
-            ExprKind::Binary { op: BinOp::And, lhs, rhs } => {
+            ExprKind::Unary {
+                op: UnOp::Not,
+                expr,
+            } => self.cond(expr, !when, target),
+            ExprKind::Binary {
+                op: BinOp::And,
+                lhs,
+                rhs,
+            } => {
                 if when {
                     let skip = self.f.new_label();
                     self.cond(lhs, false, skip)?;
@@ -1103,7 +1440,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 Ok(())
             }
-            ExprKind::Binary { op: BinOp::Or, lhs, rhs } => {
+            ExprKind::Binary {
+                op: BinOp::Or,
+                lhs,
+                rhs,
+            } => {
                 if when {
                     self.cond(lhs, true, target)?;
                     self.cond(rhs, true, target)?;
@@ -1115,7 +1456,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 Ok(())
             }
-            ExprKind::Binary { op, lhs, rhs } if matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge) => {
+            ExprKind::Binary { op, lhs, rhs }
+                if matches!(
+                    op,
+                    BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge
+                ) =>
+            {
                 let eq = matches!(op, BinOp::Eq);
                 // `x == nil` / `x != nil`: presence of a table entry.
                 let nil_side = match (&lhs.kind, &rhs.kind) {
@@ -1158,7 +1504,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             bop = negate(bop);
                         }
                         let xa = self.reg(x);
-                        self.push(Inst::Jmp { op: bop, a: xa, b: y, target });
+                        self.push(Inst::Jmp {
+                            op: bop,
+                            a: xa,
+                            b: y,
+                            target,
+                        });
                         Ok(())
                     }
                     (Val::Str { off: ao, size: asz }, Val::Str { off: bo, size: bsz }) => {
@@ -1170,13 +1521,23 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         for w in 0..asz.max(bsz) / 8 {
                             let o = (w * 8) as i16;
                             let la = if w * 8 < asz {
-                                self.push(Inst::Load { size: BPF_DW, dst: ta, base: Base::Fp, off: ao + o });
+                                self.push(Inst::Load {
+                                    size: BPF_DW,
+                                    dst: ta,
+                                    base: Base::Fp,
+                                    off: ao + o,
+                                });
                                 Some(ta)
                             } else {
                                 None
                             };
                             let rb = if w * 8 < bsz {
-                                self.push(Inst::Load { size: BPF_DW, dst: tb, base: Base::Fp, off: bo + o });
+                                self.push(Inst::Load {
+                                    size: BPF_DW,
+                                    dst: tb,
+                                    base: Base::Fp,
+                                    off: bo + o,
+                                });
                                 Opnd::V(tb)
                             } else {
                                 Opnd::Imm(0)
@@ -1184,11 +1545,19 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             let a = match la {
                                 Some(a) => a,
                                 None => {
-                                    self.push(Inst::Mov { dst: ta, src: Opnd::Imm(0) });
+                                    self.push(Inst::Mov {
+                                        dst: ta,
+                                        src: Opnd::Imm(0),
+                                    });
                                     ta
                                 }
                             };
-                            self.push(Inst::Jmp { op: BPF_JNE, a, b: rb, target: differ });
+                            self.push(Inst::Jmp {
+                                op: BPF_JNE,
+                                a,
+                                b: rb,
+                                target: differ,
+                            });
                         }
                         if eq_jump {
                             self.push(Inst::Ja { target });
@@ -1214,7 +1583,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 // `if (t[k])`: true when present (tables hold no false values).
                 let p = self.presence(e)?;
                 let v = self.reg(p);
-                self.push(Inst::Jmp { op: if when { BPF_JNE } else { BPF_JEQ }, a: v, b: Opnd::Imm(0), target });
+                self.push(Inst::Jmp {
+                    op: if when { BPF_JNE } else { BPF_JEQ },
+                    a: v,
+                    b: Opnd::Imm(0),
+                    target,
+                });
                 Ok(())
             }
             _ => {
@@ -1223,7 +1597,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 match (ty, v) {
                     (Ty::Bool, Val::Num(o)) => {
                         let r = self.reg(o);
-                        self.push(Inst::Jmp { op: if when { BPF_JNE } else { BPF_JEQ }, a: r, b: Opnd::Imm(0), target });
+                        self.push(Inst::Jmp {
+                            op: if when { BPF_JNE } else { BPF_JEQ },
+                            a: r,
+                            b: Opnd::Imm(0),
+                            target,
+                        });
                     }
                     (_, Val::Nil) => {
                         if !when {
@@ -1253,7 +1632,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
                 let p = self.f.new_reg();
-                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
+                self.push(Inst::Call {
+                    helper: h::MAP_LOOKUP_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                    dst: Some(p),
+                });
                 return Ok(Opnd::V(p));
             }
         }
@@ -1315,27 +1698,59 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let kbuf = self.key(map, key)?;
                 let vt = self.g.maps[map as usize].value;
                 let p = self.f.new_reg();
-                self.push(Inst::Call { helper: h::MAP_LOOKUP_ELEM, args: vec![Arg::Map(map), Arg::Fp(kbuf)], dst: Some(p) });
+                self.push(Inst::Call {
+                    helper: h::MAP_LOOKUP_ELEM,
+                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                    dst: Some(p),
+                });
                 let miss = self.f.new_label();
                 match vt {
                     ValueType::Str(size) => {
                         let off = self.alloc(size, e.span)?;
                         self.zero_buf(off, size);
-                        self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: p,
+                            b: Opnd::Imm(0),
+                            target: miss,
+                        });
                         let t = self.f.new_reg();
                         for w in 0..size / 8 {
                             let o = (w * 8) as i16;
-                            self.push(Inst::Load { size: BPF_DW, dst: t, base: Base::V(p), off: o });
-                            self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: off + o, src: Opnd::V(t) });
+                            self.push(Inst::Load {
+                                size: BPF_DW,
+                                dst: t,
+                                base: Base::V(p),
+                                off: o,
+                            });
+                            self.push(Inst::Store {
+                                size: BPF_DW,
+                                base: Base::Fp,
+                                off: off + o,
+                                src: Opnd::V(t),
+                            });
                         }
                         self.push(Inst::Label(miss));
                         Ok(Val::Str { off, size })
                     }
                     _ => {
                         let v = self.f.new_reg();
-                        self.push(Inst::Mov { dst: v, src: Opnd::Imm(0) });
-                        self.push(Inst::Jmp { op: BPF_JEQ, a: p, b: Opnd::Imm(0), target: miss });
-                        self.push(Inst::Load { size: BPF_DW, dst: v, base: Base::V(p), off: 0 });
+                        self.push(Inst::Mov {
+                            dst: v,
+                            src: Opnd::Imm(0),
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: p,
+                            b: Opnd::Imm(0),
+                            target: miss,
+                        });
+                        self.push(Inst::Load {
+                            size: BPF_DW,
+                            dst: v,
+                            base: Base::V(p),
+                            off: 0,
+                        });
                         self.push(Inst::Label(miss));
                         Ok(Val::Num(Opnd::V(v)))
                     }
@@ -1358,16 +1773,29 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     let r = self.f.new_reg();
                     self.push(Inst::Mov { dst: r, src: a });
                     if *op == UnOp::Neg {
-                        self.push(Inst::Alu { op: BPF_NEG, dst: r, src: Opnd::Imm(0), w32: false });
+                        self.push(Inst::Alu {
+                            op: BPF_NEG,
+                            dst: r,
+                            src: Opnd::Imm(0),
+                            w32: false,
+                        });
                     } else {
-                        self.push(Inst::Alu { op: BPF_XOR, dst: r, src: Opnd::Imm(-1), w32: false });
+                        self.push(Inst::Alu {
+                            op: BPF_XOR,
+                            dst: r,
+                            src: Opnd::Imm(-1),
+                            w32: false,
+                        });
                     }
                     Ok(Val::Num(Opnd::V(r)))
                 }
             },
             ExprKind::Table(_) => match self.ty(e) {
                 Ty::Table(t) => Ok(Val::Table(t)),
-                _ => Err(self.err(e.span, "a table constructor can only initialise a top-level variable")),
+                _ => Err(self.err(
+                    e.span,
+                    "a table constructor can only initialise a top-level variable",
+                )),
             },
         }
     }
@@ -1376,16 +1804,24 @@ impl<'s, 'a> FnLower<'s, 'a> {
     fn bool_of(&mut self, e: &Expr) -> R<Val> {
         let r = self.f.new_reg();
         let done = self.f.new_label();
-        self.push(Inst::Mov { dst: r, src: Opnd::Imm(1) });
+        self.push(Inst::Mov {
+            dst: r,
+            src: Opnd::Imm(1),
+        });
         self.cond(e, true, done)?;
-        self.push(Inst::Mov { dst: r, src: Opnd::Imm(0) });
+        self.push(Inst::Mov {
+            dst: r,
+            src: Opnd::Imm(0),
+        });
         self.push(Inst::Label(done));
         Ok(Val::Num(Opnd::V(r)))
     }
 
     fn script_arg(&mut self, e: &Expr, key: &Expr) -> R<Val> {
         let i = const_int(key).unwrap_or(-1);
-        let arg = usize::try_from(i).ok().and_then(|i| self.g.typed_script_arg(i));
+        let arg = usize::try_from(i)
+            .ok()
+            .and_then(|i| self.g.typed_script_arg(i));
         match arg {
             None => Ok(Val::Nil),
             Some(a) => match a.parse::<i64>() {
@@ -1434,28 +1870,51 @@ impl<'s, 'a> FnLower<'s, 'a> {
     fn builtin_var(&mut self, v: BuiltinVar, e: &Expr) -> R<Val> {
         let call = |s: &mut Self, helper: i32| {
             let r = s.f.new_reg();
-            s.push(Inst::Call { helper, args: vec![], dst: Some(r) });
+            s.push(Inst::Call {
+                helper,
+                args: vec![],
+                dst: Some(r),
+            });
             r
         };
         match v {
             BuiltinVar::Execname => {
                 let off = self.alloc(16, e.span)?;
-                self.push(Inst::Call { helper: h::GET_CURRENT_COMM, args: vec![Arg::Fp(off), Arg::Imm(16)], dst: None });
+                self.push(Inst::Call {
+                    helper: h::GET_CURRENT_COMM,
+                    args: vec![Arg::Fp(off), Arg::Imm(16)],
+                    dst: None,
+                });
                 Ok(Val::Str { off, size: 16 })
             }
             BuiltinVar::Pid => {
                 let r = call(self, h::GET_CURRENT_PID_TGID);
-                self.push(Inst::Alu { op: BPF_RSH, dst: r, src: Opnd::Imm(32), w32: false });
+                self.push(Inst::Alu {
+                    op: BPF_RSH,
+                    dst: r,
+                    src: Opnd::Imm(32),
+                    w32: false,
+                });
                 Ok(Val::Num(Opnd::V(r)))
             }
             BuiltinVar::Tid => {
                 let r = call(self, h::GET_CURRENT_PID_TGID);
-                self.push(Inst::Alu { op: BPF_AND, dst: r, src: Opnd::Imm(-1), w32: true });
+                self.push(Inst::Alu {
+                    op: BPF_AND,
+                    dst: r,
+                    src: Opnd::Imm(-1),
+                    w32: true,
+                });
                 Ok(Val::Num(Opnd::V(r)))
             }
             BuiltinVar::Uid => {
                 let r = call(self, h::GET_CURRENT_UID_GID);
-                self.push(Inst::Alu { op: BPF_AND, dst: r, src: Opnd::Imm(-1), w32: true });
+                self.push(Inst::Alu {
+                    op: BPF_AND,
+                    dst: r,
+                    src: Opnd::Imm(-1),
+                    w32: true,
+                });
                 Ok(Val::Num(Opnd::V(r)))
             }
             BuiltinVar::Cpu => Ok(Val::Num(Opnd::V(call(self, h::GET_SMP_PROCESSOR_ID)))),
@@ -1504,18 +1963,36 @@ impl<'s, 'a> FnLower<'s, 'a> {
             let len = f.size.min(size);
             while pos < len {
                 let at = f.offset + pos;
-                let w = [8u32, 4, 2, 1].into_iter().find(|w| at % w == 0 && pos + w <= len).unwrap_or(1);
+                let w = [8u32, 4, 2, 1]
+                    .into_iter()
+                    .find(|w| at.is_multiple_of(*w) && pos + w <= len)
+                    .unwrap_or(1);
                 let sz = match w {
                     8 => BPF_DW,
                     4 => BPF_W,
                     2 => BPF_H,
                     _ => BPF_B,
                 };
-                self.push(Inst::Load { size: sz, dst: t, base: Base::V(self.ctx), off: at as i16 });
-                self.push(Inst::Store { size: sz, base: Base::Fp, off: off + pos as i16, src: Opnd::V(t) });
+                self.push(Inst::Load {
+                    size: sz,
+                    dst: t,
+                    base: Base::V(self.ctx),
+                    off: at as i16,
+                });
+                self.push(Inst::Store {
+                    size: sz,
+                    base: Base::Fp,
+                    off: off + pos as i16,
+                    src: Opnd::V(t),
+                });
                 pos += w;
             }
-            self.push(Inst::Store { size: BPF_B, base: Base::Fp, off: off + size as i16 - 1, src: Opnd::Imm(0) });
+            self.push(Inst::Store {
+                size: BPF_B,
+                base: Base::Fp,
+                off: off + size as i16 - 1,
+                src: Opnd::Imm(0),
+            });
             return Ok(Val::Str { off, size });
         }
         let (sz, bits) = match f.size {
@@ -1525,11 +2002,26 @@ impl<'s, 'a> FnLower<'s, 'a> {
             _ => (BPF_DW, 64),
         };
         let r = self.f.new_reg();
-        self.push(Inst::Load { size: sz, dst: r, base: Base::V(self.ctx), off: f.offset as i16 });
+        self.push(Inst::Load {
+            size: sz,
+            dst: r,
+            base: Base::V(self.ctx),
+            off: f.offset as i16,
+        });
         if f.signed && bits < 64 {
             let sh = 64 - bits;
-            self.push(Inst::Alu { op: BPF_LSH, dst: r, src: Opnd::Imm(sh), w32: false });
-            self.push(Inst::Alu { op: BPF_ARSH, dst: r, src: Opnd::Imm(sh), w32: false });
+            self.push(Inst::Alu {
+                op: BPF_LSH,
+                dst: r,
+                src: Opnd::Imm(sh),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_ARSH,
+                dst: r,
+                src: Opnd::Imm(sh),
+                w32: false,
+            });
         }
         Ok(Val::Num(Opnd::V(r)))
     }
@@ -1548,7 +2040,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     self.const_str(off, size, &bytes);
                     Ok(Val::Str { off, size })
                 }
-                None => Err(self.err(e.span, "`..` of values known only at run time is not supported yet")),
+                None => Err(self.err(
+                    e.span,
+                    "`..` of values known only at run time is not supported yet",
+                )),
             },
             _ => {
                 let a = self.num(lhs)?;
@@ -1568,7 +2063,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     Div | Mod => return self.signed_divmod(r, b, op == Mod),
                     _ => unreachable_op(),
                 };
-                self.push(Inst::Alu { op: bop, dst: r, src: b, w32: false });
+                self.push(Inst::Alu {
+                    op: bop,
+                    dst: r,
+                    src: b,
+                    w32: false,
+                });
                 Ok(Val::Num(Opnd::V(r)))
             }
         }
@@ -1579,30 +2079,87 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// kernel's rule), and the remainder takes the dividend's sign, as C's does.
     fn signed_divmod(&mut self, a: VReg, b: Opnd, rem: bool) -> R<Val> {
         let b = self.reg(b);
-        let (sa, sb, ua, ub) = (self.f.new_reg(), self.f.new_reg(), self.f.new_reg(), self.f.new_reg());
+        let (sa, sb, ua, ub) = (
+            self.f.new_reg(),
+            self.f.new_reg(),
+            self.f.new_reg(),
+            self.f.new_reg(),
+        );
         for (s, u, x) in [(sa, ua, a), (sb, ub, b)] {
-            self.push(Inst::Mov { dst: s, src: Opnd::V(x) });
-            self.push(Inst::Alu { op: BPF_ARSH, dst: s, src: Opnd::Imm(63), w32: false });
-            self.push(Inst::Mov { dst: u, src: Opnd::V(x) });
-            self.push(Inst::Alu { op: BPF_XOR, dst: u, src: Opnd::V(s), w32: false });
-            self.push(Inst::Alu { op: BPF_SUB, dst: u, src: Opnd::V(s), w32: false });
+            self.push(Inst::Mov {
+                dst: s,
+                src: Opnd::V(x),
+            });
+            self.push(Inst::Alu {
+                op: BPF_ARSH,
+                dst: s,
+                src: Opnd::Imm(63),
+                w32: false,
+            });
+            self.push(Inst::Mov {
+                dst: u,
+                src: Opnd::V(x),
+            });
+            self.push(Inst::Alu {
+                op: BPF_XOR,
+                dst: u,
+                src: Opnd::V(s),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_SUB,
+                dst: u,
+                src: Opnd::V(s),
+                w32: false,
+            });
         }
         let zero = self.f.new_label();
         let done = self.f.new_label();
-        self.push(Inst::Jmp { op: BPF_JEQ, a: ub, b: Opnd::Imm(0), target: zero });
-        self.push(Inst::Alu { op: if rem { BPF_MOD } else { BPF_DIV }, dst: ua, src: Opnd::V(ub), w32: false });
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: ub,
+            b: Opnd::Imm(0),
+            target: zero,
+        });
+        self.push(Inst::Alu {
+            op: if rem { BPF_MOD } else { BPF_DIV },
+            dst: ua,
+            src: Opnd::V(ub),
+            w32: false,
+        });
         if !rem {
-            self.push(Inst::Alu { op: BPF_XOR, dst: sa, src: Opnd::V(sb), w32: false });
+            self.push(Inst::Alu {
+                op: BPF_XOR,
+                dst: sa,
+                src: Opnd::V(sb),
+                w32: false,
+            });
         }
-        self.push(Inst::Alu { op: BPF_XOR, dst: ua, src: Opnd::V(sa), w32: false });
-        self.push(Inst::Alu { op: BPF_SUB, dst: ua, src: Opnd::V(sa), w32: false });
+        self.push(Inst::Alu {
+            op: BPF_XOR,
+            dst: ua,
+            src: Opnd::V(sa),
+            w32: false,
+        });
+        self.push(Inst::Alu {
+            op: BPF_SUB,
+            dst: ua,
+            src: Opnd::V(sa),
+            w32: false,
+        });
         self.push(Inst::Ja { target: done });
         self.push(Inst::Label(zero));
         if rem {
             // x % 0 leaves x, as the kernel's BPF_MOD does.
-            self.push(Inst::Mov { dst: ua, src: Opnd::V(a) });
+            self.push(Inst::Mov {
+                dst: ua,
+                src: Opnd::V(a),
+            });
         } else {
-            self.push(Inst::Mov { dst: ua, src: Opnd::Imm(0) });
+            self.push(Inst::Mov {
+                dst: ua,
+                src: Opnd::Imm(0),
+            });
         }
         self.push(Inst::Label(done));
         Ok(Val::Num(Opnd::V(ua)))
@@ -1654,19 +2211,33 @@ impl<'s, 'a> FnLower<'s, 'a> {
         let mut size = RECORD_HEADER;
         for (_, ty) in vals {
             let vt = vtype(*ty);
-            fields.push(Field { offset: size, ty: vt });
+            fields.push(Field {
+                offset: size,
+                ty: vt,
+            });
             size += vt.size();
         }
         let id = self.g.format(action, fields.clone(), size, span);
         let rec = self.alloc(size, span)?;
-        self.push(Inst::Store { size: BPF_DW, base: Base::Fp, off: rec, src: Opnd::Imm(id as i32) });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::Fp,
+            off: rec,
+            src: Opnd::Imm(id as i32),
+        });
         for ((v, _), f) in vals.iter().zip(&fields) {
             self.store_val(Base::Fp, rec + f.offset as i16, f.ty, *v);
         }
         let out = self.g.output;
         self.push(Inst::Call {
             helper: h::PERF_EVENT_OUTPUT,
-            args: vec![Arg::V(self.ctx), Arg::Map(out), Arg::Imm(CURRENT_CPU), Arg::Fp(rec), Arg::Imm(size as i64)],
+            args: vec![
+                Arg::V(self.ctx),
+                Arg::Map(out),
+                Arg::Imm(CURRENT_CPU),
+                Arg::Fp(rec),
+                Arg::Imm(size as i64),
+            ],
             dst: None,
         });
         Ok(())
@@ -1685,12 +2256,18 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             "printf" => {
                 let ExprKind::Str(fmt) = &args[0].kind else {
-                    return Err(self.err(args[0].span, "the format of `printf` must be a string literal"));
+                    return Err(self.err(
+                        args[0].span,
+                        "the format of `printf` must be a string literal",
+                    ));
                 };
                 let fmt = String::from_utf8_lossy(fmt).into_owned();
                 let pieces = ktap_fmt::printf::parse(&fmt).map_err(|pe| {
                     let at = args[0].span.lo + 1 + pe.offset as u32;
-                    self.err(Span::new(at, at + 1), format!("bad printf format: {}", pe.message))
+                    self.err(
+                        Span::new(at, at + 1),
+                        format!("bad printf format: {}", pe.message),
+                    )
                 })?;
                 let convs: Vec<_> = pieces
                     .iter()
@@ -1702,7 +2279,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 if convs.len() != args.len() - 1 {
                     return Err(self.err(
                         e.span,
-                        format!("the format has {} conversions but {} values follow it", convs.len(), args.len() - 1),
+                        format!(
+                            "the format has {} conversions but {} values follow it",
+                            convs.len(),
+                            args.len() - 1
+                        ),
                     ));
                 }
                 let mut vals = Vec::new();
@@ -1711,7 +2292,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     if c.conv.wants_number() && matches!(ty, Ty::Str(_)) {
                         let at = args[0].span.lo + 1 + c.offset as u32;
                         return Err(self
-                            .err(a.span, "this string is printed with a number conversion; use %s")
+                            .err(
+                                a.span,
+                                "this string is printed with a number conversion; use %s",
+                            )
                             .with_note(Span::new(at, at + 2), "the conversion"));
                     }
                     let v = self.expr(a)?;
@@ -1738,7 +2322,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 };
                 let map = self.g.table_map[t as usize];
                 if self.mode == Mode::User {
-                    self.push(Inst::Call { helper: h::USER_MAP_CLEAR, args: vec![Arg::Map(map)], dst: None });
+                    self.push(Inst::Call {
+                        helper: h::USER_MAP_CLEAR,
+                        args: vec![Arg::Map(map)],
+                        dst: None,
+                    });
                 } else {
                     self.output(Action::Clear { map }, &[], e.span)?;
                 }
@@ -1757,18 +2345,38 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Val::Table(t) => {
                     let map = self.g.table_map[t as usize];
                     let r = self.f.new_reg();
-                    self.push(Inst::Call { helper: h::USER_MAP_COUNT, args: vec![Arg::Map(map)], dst: Some(r) });
+                    self.push(Inst::Call {
+                        helper: h::USER_MAP_COUNT,
+                        args: vec![Arg::Map(map)],
+                        dst: Some(r),
+                    });
                     Ok(Val::Num(Opnd::V(r)))
                 }
                 Val::Str { off, size } => {
                     // Count bytes up to the first NUL, unrolled: no loop for the kernel to bound.
                     let (n, b, done) = (self.f.new_reg(), self.f.new_reg(), self.f.new_label());
                     for i in 0..size {
-                        self.push(Inst::Mov { dst: n, src: Opnd::Imm(i as i32) });
-                        self.push(Inst::Load { size: BPF_B, dst: b, base: Base::Fp, off: off + i as i16 });
-                        self.push(Inst::Jmp { op: BPF_JEQ, a: b, b: Opnd::Imm(0), target: done });
+                        self.push(Inst::Mov {
+                            dst: n,
+                            src: Opnd::Imm(i as i32),
+                        });
+                        self.push(Inst::Load {
+                            size: BPF_B,
+                            dst: b,
+                            base: Base::Fp,
+                            off: off + i as i16,
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: b,
+                            b: Opnd::Imm(0),
+                            target: done,
+                        });
                     }
-                    self.push(Inst::Mov { dst: n, src: Opnd::Imm(size as i32) });
+                    self.push(Inst::Mov {
+                        dst: n,
+                        src: Opnd::Imm(size as i32),
+                    });
                     self.push(Inst::Label(done));
                     Ok(Val::Num(Opnd::V(n)))
                 }
@@ -1782,17 +2390,32 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 };
                 let off = self.alloc(size, e.span)?;
                 self.zero_buf(off, size);
-                let helper = if name == "user_string" { h::PROBE_READ_USER_STR } else { h::PROBE_READ_KERNEL_STR };
+                let helper = if name == "user_string" {
+                    h::PROBE_READ_USER_STR
+                } else {
+                    h::PROBE_READ_KERNEL_STR
+                };
                 let a = self.reg(addr);
-                self.push(Inst::Call { helper, args: vec![Arg::Fp(off), Arg::Imm(size as i64), Arg::V(a)], dst: None });
+                self.push(Inst::Call {
+                    helper,
+                    args: vec![Arg::Fp(off), Arg::Imm(size as i64), Arg::V(a)],
+                    dst: None,
+                });
                 Ok(Val::Str { off, size })
             }
             "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
                 if self.mode == Mode::Kernel {
-                    return Err(self.err(e.span, format!("`{}` inside a probe is not supported yet", name)));
+                    return Err(self.err(
+                        e.span,
+                        format!("`{}` inside a probe is not supported yet", name),
+                    ));
                 }
                 let r = self.f.new_reg();
-                self.push(Inst::Call { helper: h::USER_WALL_CLOCK_NS, args: vec![], dst: Some(r) });
+                self.push(Inst::Call {
+                    helper: h::USER_WALL_CLOCK_NS,
+                    args: vec![],
+                    dst: Some(r),
+                });
                 let div = match name {
                     "gettimeofday_us" => 1_000,
                     "gettimeofday_ms" => 1_000_000,
@@ -1800,7 +2423,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     _ => 1,
                 };
                 if div > 1 {
-                    self.push(Inst::Alu { op: BPF_DIV, dst: r, src: Opnd::Imm(div), w32: false });
+                    self.push(Inst::Alu {
+                        op: BPF_DIV,
+                        dst: r,
+                        src: Opnd::Imm(div),
+                        w32: false,
+                    });
                 }
                 Ok(Val::Num(Opnd::V(r)))
             }
@@ -1838,7 +2466,11 @@ fn concat_const(e: &Expr) -> Option<Vec<u8>> {
     match &e.kind {
         ExprKind::Str(s) => Some(s.clone()),
         ExprKind::Number(n) => Some(n.to_string().into_bytes()),
-        ExprKind::Binary { op: BinOp::Concat, lhs, rhs } => {
+        ExprKind::Binary {
+            op: BinOp::Concat,
+            lhs,
+            rhs,
+        } => {
             let mut a = concat_const(lhs)?;
             a.extend(concat_const(rhs)?);
             Some(a)

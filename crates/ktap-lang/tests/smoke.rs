@@ -1,13 +1,16 @@
 //! Compiles a few scripts end to end against captured tracepoint formats.
 
-mod fixture;
+mod support;
 
 use ktap_bpf::{Source, Target};
 use ktap_lang::{compile, Options};
 
 fn build(text: &str) -> ktap_bpf::Program {
-    let src = Source { name: "t.kp".into(), text: text.into() };
-    let k = fixture::FixtureKernel::new();
+    let src = Source {
+        name: "t.kp".into(),
+        text: text.into(),
+    };
+    let k = support::FixtureKernel::new();
     match compile(&src, &k, &Options::new(Target::host(), vec!["t.kp".into()])) {
         Ok(p) => p,
         Err(d) => panic!("{}", ktap_lang::diag::render_all(&d, &src)),

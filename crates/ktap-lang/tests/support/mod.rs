@@ -8,6 +8,12 @@ pub struct FixtureKernel {
     events: Vec<(String, String, String)>,
 }
 
+impl Default for FixtureKernel {
+    fn default() -> FixtureKernel {
+        FixtureKernel::new()
+    }
+}
+
 impl FixtureKernel {
     pub fn new() -> FixtureKernel {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test_data/kernel");
@@ -44,6 +50,9 @@ impl Kernel for FixtureKernel {
         parse_tp_format(category, text).map_err(|e| e.message)
     }
     fn all_tracepoints(&self) -> Vec<String> {
-        self.events.iter().map(|(c, n, _)| format!("{}:{}", c, n)).collect()
+        self.events
+            .iter()
+            .map(|(c, n, _)| format!("{}:{}", c, n))
+            .collect()
     }
 }
