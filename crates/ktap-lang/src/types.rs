@@ -216,7 +216,11 @@ pub struct Limits {
 }
 
 /// Resolves names and infers types for the whole script.
-pub fn check(script: &Script, kernel: &dyn Kernel, limits: &Limits) -> Result<Typed, Vec<Diagnostic>> {
+pub fn check(
+    script: &Script,
+    kernel: &dyn Kernel,
+    limits: &Limits,
+) -> Result<Typed, Vec<Diagnostic>> {
     let mut c = Checker {
         t: Typed {
             expr_ty: HashMap::new(),
@@ -384,14 +388,12 @@ impl<'l> Checker<'l> {
                             }
                         }
                     }
-                    EventKind::Kprobe { .. } => self.errors.push(Diagnostic::error(
-                        ev.span,
-                        "kprobes are not supported yet",
-                    )),
-                    EventKind::Uprobe { .. } => self.errors.push(Diagnostic::error(
-                        ev.span,
-                        "uprobes are not supported yet",
-                    )),
+                    EventKind::Kprobe { .. } => self
+                        .errors
+                        .push(Diagnostic::error(ev.span, "kprobes are not supported yet")),
+                    EventKind::Uprobe { .. } => self
+                        .errors
+                        .push(Diagnostic::error(ev.span, "uprobes are not supported yet")),
                     EventKind::Sdt { .. } => self.errors.push(Diagnostic::error(
                         ev.span,
                         "USDT probes are not supported yet",
@@ -416,7 +418,11 @@ impl<'l> Checker<'l> {
             }
             events.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
             events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
-            let probename_cap = events.iter().map(|e| e.name.len() as u32 + 1).max().unwrap_or(1);
+            let probename_cap = events
+                .iter()
+                .map(|e| e.name.len() as u32 + 1)
+                .max()
+                .unwrap_or(1);
             self.t.traces.insert(
                 i,
                 TraceInfo {
@@ -609,9 +615,15 @@ impl<'l> Checker<'l> {
     fn table_ctor_capacity(&self, e: &Expr) -> Option<u32> {
         match &e.kind {
             ExprKind::Table(_) => Some(self.limits.table_cap),
-            ExprKind::Call { callee, args } if callee_name(callee).as_deref() == Some("table.new") => {
+            ExprKind::Call { callee, args }
+                if callee_name(callee).as_deref() == Some("table.new") =>
+            {
                 let n: i64 = args.iter().filter_map(const_int).sum();
-                Some(if n > 0 { n.min(1 << 24) as u32 } else { self.limits.table_cap })
+                Some(if n > 0 {
+                    n.min(1 << 24) as u32
+                } else {
+                    self.limits.table_cap
+                })
             }
             _ => None,
         }
@@ -642,7 +654,12 @@ impl<'l> Checker<'l> {
                 TableItem::Keyed(k, v) => (self.expr(k, ctx), k.span, v),
             };
             let name = self.t.tables[t as usize].name.clone();
-            self.join_into(SlotRef::Key(t), kty, kspan, &format!("the keys of table `{}`", name));
+            self.join_into(
+                SlotRef::Key(t),
+                kty,
+                kspan,
+                &format!("the keys of table `{}`", name),
+            );
             let vty = self.expr(v, ctx);
             self.join_into(SlotRef::Value(t), vty, v.span, &format!("table `{}`", name));
         }
@@ -662,7 +679,12 @@ impl<'l> Checker<'l> {
                             },
                             None => Ty::Nil,
                         };
-                        self.join_into(SlotRef::Global(g), ty, name.span, &format!("variable `{}`", name.name));
+                        self.join_into(
+                            SlotRef::Global(g),
+                            ty,
+                            name.span,
+                            &format!("variable `{}`", name.name),
+                        );
                     } else {
                         let ty = match value {
                             Some(v) => match self.table_value(&name.name, v, false, ctx) {
@@ -672,7 +694,12 @@ impl<'l> Checker<'l> {
                             None => Ty::Nil,
                         };
                         let v = self.declare(name);
-                        self.join_into(SlotRef::Var(v), ty, name.span, &format!("variable `{}`", name.name));
+                        self.join_into(
+                            SlotRef::Var(v),
+                            ty,
+                            name.span,
+                            &format!("variable `{}`", name.name),
+                        );
                     }
                 }
                 for extra in values.iter().skip(names.len()) {
@@ -697,7 +724,10 @@ impl<'l> Checker<'l> {
             StmtKind::AddAssign { target, value } => {
                 let vty = self.expr(value, ctx);
                 if vty != Ty::Num && vty != Ty::Unknown {
-                    self.err(value.span, format!("`+=` needs a number, not {}", vty.describe()));
+                    self.err(
+                        value.span,
+                        format!("`+=` needs a number, not {}", vty.describe()),
+                    );
                 }
                 self.store_target(target, Ty::Num, value.span, ctx, true);
             }
@@ -706,7 +736,10 @@ impl<'l> Checker<'l> {
             }
             StmtKind::Expr(e) => {
                 if !matches!(e.kind, ExprKind::Call { .. }) {
-                    self.err(e.span, "this expression does nothing: only calls can stand alone");
+                    self.err(
+                        e.span,
+                        "this expression does nothing: only calls can stand alone",
+                    );
                 }
                 self.expr(e, ctx);
             }
@@ -751,14 +784,24 @@ impl<'l> Checker<'l> {
                 step,
                 body,
             } => {
-                for e in [Some(start), Some(end), step.as_ref()].into_iter().flatten() {
+                for e in [Some(start), Some(end), step.as_ref()]
+                    .into_iter()
+                    .flatten()
+                {
                     let ty = self.expr(e, ctx);
                     if ty != Ty::Num && ty != Ty::Unknown {
-                        self.err(e.span, format!("a `for` bound must be a number, not {}", ty.describe()));
+                        self.err(
+                            e.span,
+                            format!("a `for` bound must be a number, not {}", ty.describe()),
+                        );
                     }
                 }
                 if ctx.mode == Mode::Kernel {
-                    let bounds = (const_int(start), const_int(end), step.as_ref().map_or(Some(1), const_int));
+                    let bounds = (
+                        const_int(start),
+                        const_int(end),
+                        step.as_ref().map_or(Some(1), const_int),
+                    );
                     match bounds {
                         (Some(_), Some(_), Some(0)) => self.err(s.span, "a `for` step of 0 never ends"),
                         (Some(a), Some(b), Some(st)) => {
@@ -792,13 +835,18 @@ impl<'l> Checker<'l> {
                     );
                 }
                 let table = match &iter.kind {
-                    ExprKind::Call { callee, args } if callee_name(callee).as_deref() == Some("pairs") && args.len() == 1 => {
+                    ExprKind::Call { callee, args }
+                        if callee_name(callee).as_deref() == Some("pairs") && args.len() == 1 =>
+                    {
                         self.t.bindings.insert(callee.id, Binding::Builtin("pairs"));
                         match self.expr(&args[0], ctx) {
                             Ty::Table(t) => Some(t),
                             Ty::Unknown => None,
                             other => {
-                                self.err(args[0].span, format!("pairs() needs a table, not {}", other.describe()));
+                                self.err(
+                                    args[0].span,
+                                    format!("pairs() needs a table, not {}", other.describe()),
+                                );
                                 None
                             }
                         }
@@ -812,7 +860,10 @@ impl<'l> Checker<'l> {
                 let kv = self.declare(key);
                 let vv = value.as_ref().map(|v| self.declare(v));
                 if let Some(t) = table {
-                    let (k, v) = (self.t.tables[t as usize].key.ty, self.t.tables[t as usize].value.ty);
+                    let (k, v) = (
+                        self.t.tables[t as usize].key.ty,
+                        self.t.tables[t as usize].value.ty,
+                    );
                     self.join_into(SlotRef::Var(kv), k, key.span, "a loop key");
                     if let (Some(vv), Some(value)) = (vv, value) {
                         self.join_into(SlotRef::Var(vv), v, value.span, "a loop value");
@@ -828,7 +879,10 @@ impl<'l> Checker<'l> {
                     let span = e.as_ref().map_or(s.span, |e| e.span);
                     self.join_into(SlotRef::Ret(f), ty, span, "the function's result");
                 } else if e.is_some() && ctx.mode == Mode::Kernel {
-                    self.err(s.span, "`return` in a probe block ends the event and takes no value");
+                    self.err(
+                        s.span,
+                        "`return` in a probe block ends the event and takes no value",
+                    );
                 }
             }
             StmtKind::Function(f) => {
@@ -841,10 +895,18 @@ impl<'l> Checker<'l> {
         if let ExprKind::Name(n) = &target.kind {
             if self.lookup_local(n).is_none() {
                 if let Some(ty) = self.table_value(n, value, top, ctx) {
-                    let id = Ident { name: n.clone(), span: target.span };
+                    let id = Ident {
+                        name: n.clone(),
+                        span: target.span,
+                    };
                     let g = self.global(&id);
                     self.t.bindings.insert(target.id, Binding::Global(g));
-                    self.join_into(SlotRef::Global(g), ty, target.span, &format!("variable `{}`", n));
+                    self.join_into(
+                        SlotRef::Global(g),
+                        ty,
+                        target.span,
+                        &format!("variable `{}`", n),
+                    );
                     return;
                 }
             }
@@ -867,10 +929,16 @@ impl<'l> Checker<'l> {
                 let b = if let Some(v) = self.lookup_local(n) {
                     Binding::Local(v)
                 } else if let Some(b) = self.builtin_name(n) {
-                    self.err(target.span, format!("`{}` is built in and cannot be assigned", n));
+                    self.err(
+                        target.span,
+                        format!("`{}` is built in and cannot be assigned", n),
+                    );
                     b
                 } else {
-                    let id = Ident { name: n.clone(), span: target.span };
+                    let id = Ident {
+                        name: n.clone(),
+                        span: target.span,
+                    };
                     Binding::Global(self.global(&id))
                 };
                 self.t.bindings.insert(target.id, b);
@@ -882,7 +950,10 @@ impl<'l> Checker<'l> {
                 }
                 let ty = self.slot_ty(b);
                 if add && ty != Ty::Num && ty != Ty::Unknown {
-                    self.err(target.span, format!("`+=` needs a number, but `{}` holds {}", n, ty.describe()));
+                    self.err(
+                        target.span,
+                        format!("`+=` needs a number, but `{}` holds {}", n, ty.describe()),
+                    );
                 }
                 self.t.expr_ty.insert(target.id, ty);
             }
@@ -891,18 +962,33 @@ impl<'l> Checker<'l> {
                     Ty::Table(t) => t,
                     Ty::Unknown => return,
                     other => {
-                        self.err(obj.span, format!("only tables can be indexed, this is {}", other.describe()));
+                        self.err(
+                            obj.span,
+                            format!("only tables can be indexed, this is {}", other.describe()),
+                        );
                         return;
                     }
                 };
                 let kty = self.expr(key, ctx);
                 let name = self.t.tables[t as usize].name.clone();
                 self.check_key(kty, key.span);
-                self.join_into(SlotRef::Key(t), kty, key.span, &format!("the keys of table `{}`", name));
+                self.join_into(
+                    SlotRef::Key(t),
+                    kty,
+                    key.span,
+                    &format!("the keys of table `{}`", name),
+                );
                 self.join_into(SlotRef::Value(t), vty, vspan, &format!("table `{}`", name));
                 let ty = self.t.tables[t as usize].value.ty;
                 if add && ty != Ty::Num && ty != Ty::Unknown {
-                    self.err(target.span, format!("`+=` needs a number, but table `{}` holds {}", name, ty.describe()));
+                    self.err(
+                        target.span,
+                        format!(
+                            "`+=` needs a number, but table `{}` holds {}",
+                            name,
+                            ty.describe()
+                        ),
+                    );
                 }
                 self.t.expr_ty.insert(target.id, ty);
             }
@@ -913,7 +999,10 @@ impl<'l> Checker<'l> {
                         return;
                     }
                 }
-                self.err(name.span, "assigning to `table.field` is not supported yet: write `t[\"field\"]`");
+                self.err(
+                    name.span,
+                    "assigning to `table.field` is not supported yet: write `t[\"field\"]`",
+                );
             }
             _ => self.err(target.span, "cannot assign to this expression"),
         }
@@ -922,7 +1011,13 @@ impl<'l> Checker<'l> {
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
             Ty::Num | Ty::Str(_) | Ty::Unknown => {}
-            other => self.err(span, format!("a table key must be a number or a string, not {}", other.describe())),
+            other => self.err(
+                span,
+                format!(
+                    "a table key must be a number or a string, not {}",
+                    other.describe()
+                ),
+            ),
         }
     }
 
@@ -954,7 +1049,10 @@ impl<'l> Checker<'l> {
                 if let Some(f) = self.func_names.get(n) {
                     return Some(Binding::Func(*f));
                 }
-                return BUILTIN_FUNCS.iter().find(|b| **b == n).map(|b| Binding::Builtin(b));
+                return BUILTIN_FUNCS
+                    .iter()
+                    .find(|b| **b == n)
+                    .map(|b| Binding::Builtin(b));
             }
         };
         Some(Binding::Var(v))
@@ -974,7 +1072,11 @@ impl<'l> Checker<'l> {
         if let Some(b) = self.builtin_name(n) {
             return Some(b);
         }
-        let mut names: Vec<&str> = self.scopes.iter().flat_map(|s| s.keys().map(|k| k.as_str())).collect();
+        let mut names: Vec<&str> = self
+            .scopes
+            .iter()
+            .flat_map(|s| s.keys().map(|k| k.as_str()))
+            .collect();
         names.extend(self.t.globals.iter().map(|g| g.name.as_str()));
         names.extend(["execname", "pid", "tid", "uid", "cpu", "probename"]);
         let near = suggest(n, names.into_iter());
@@ -1028,7 +1130,10 @@ impl<'l> Checker<'l> {
                     ty
                 }
                 None => {
-                    self.err(span, format!("`arg{}` is only defined inside `trace` blocks", i));
+                    self.err(
+                        span,
+                        format!("`arg{}` is only defined inside `trace` blocks", i),
+                    );
                     Ty::Unknown
                 }
             },
@@ -1049,12 +1154,21 @@ impl<'l> Checker<'l> {
             ExprKind::Number(_) => Ty::Num,
             ExprKind::Str(s) => {
                 if s.len() as u32 + 1 > cap {
-                    self.err(e.span, format!("this string is {} bytes: longer than the {} a string may hold", s.len(), cap - 1));
+                    self.err(
+                        e.span,
+                        format!(
+                            "this string is {} bytes: longer than the {} a string may hold",
+                            s.len(),
+                            cap - 1
+                        ),
+                    );
                 }
                 Ty::Str((s.len() as u32 + 1).min(cap))
             }
             ExprKind::Name(n) => {
-                let Some(b) = self.resolve(e, n) else { return Ty::Unknown };
+                let Some(b) = self.resolve(e, n) else {
+                    return Ty::Unknown;
+                };
                 self.t.bindings.insert(e.id, b);
                 match b {
                     Binding::Local(_) | Binding::Global(_) => self.slot_ty(b),
@@ -1071,13 +1185,19 @@ impl<'l> Checker<'l> {
             }
             ExprKind::Index { obj, key } => {
                 if let ExprKind::Name(n) = &obj.kind {
-                    if n == "arg" && self.lookup_local(n).is_none() && !self.t.globals.iter().any(|g| g.name == "arg") {
+                    if n == "arg"
+                        && self.lookup_local(n).is_none()
+                        && !self.t.globals.iter().any(|g| g.name == "arg")
+                    {
                         self.t.bindings.insert(obj.id, Binding::ScriptArgs);
                         let Some(i) = const_int(key) else {
                             self.err(key.span, "`arg[N]` needs a constant N");
                             return Ty::Unknown;
                         };
-                        return match usize::try_from(i).ok().and_then(|i| self.limits.script_args.get(i)) {
+                        return match usize::try_from(i)
+                            .ok()
+                            .and_then(|i| self.limits.script_args.get(i))
+                        {
                             None => Ty::Nil,
                             Some(a) if a.parse::<i64>().is_ok() => Ty::Num,
                             Some(a) => Ty::Str((a.len() as u32 + 1).min(cap)),
@@ -1088,14 +1208,22 @@ impl<'l> Checker<'l> {
                     Ty::Table(t) => t,
                     Ty::Unknown => return Ty::Unknown,
                     other => {
-                        self.err(obj.span, format!("only tables can be indexed, this is {}", other.describe()));
+                        self.err(
+                            obj.span,
+                            format!("only tables can be indexed, this is {}", other.describe()),
+                        );
                         return Ty::Unknown;
                     }
                 };
                 let kty = self.expr(key, ctx);
                 self.check_key(kty, key.span);
                 let name = self.t.tables[t as usize].name.clone();
-                self.join_into(SlotRef::Key(t), kty, key.span, &format!("the keys of table `{}`", name));
+                self.join_into(
+                    SlotRef::Key(t),
+                    kty,
+                    key.span,
+                    &format!("the keys of table `{}`", name),
+                );
                 self.t.tables[t as usize].value.ty
             }
             ExprKind::Field { obj, name } => {
@@ -1112,14 +1240,24 @@ impl<'l> Checker<'l> {
                                 match field_ty(f) {
                                     Ok(fty) => match join(ty, fty) {
                                         Some(j) => ty = j,
-                                        None => self.err(name.span, format!("field `{}` has different types in these events", name.name)),
+                                        None => self.err(
+                                            name.span,
+                                            format!(
+                                                "field `{}` has different types in these events",
+                                                name.name
+                                            ),
+                                        ),
                                     },
                                     Err(m) => self.err(name.span, format!("{}: {}", ev.name, m)),
                                 }
                             }
                         }
                         if ty == Ty::Unknown {
-                            let fields: Vec<&str> = t.events.iter().flat_map(|ev| ev.fields.iter().map(|f| f.name.as_str())).collect();
+                            let fields: Vec<&str> = t
+                                .events
+                                .iter()
+                                .flat_map(|ev| ev.fields.iter().map(|f| f.name.as_str()))
+                                .collect();
                             let near = suggest(&name.name, fields.into_iter());
                             let mut msg = format!("no event here has a field `{}`", name.name);
                             if let Some(f) = near.first() {
@@ -1130,7 +1268,10 @@ impl<'l> Checker<'l> {
                         return ty;
                     }
                 }
-                self.err(e.span, "`table.field` is not supported yet: write `t[\"field\"]`");
+                self.err(
+                    e.span,
+                    "`table.field` is not supported yet: write `t[\"field\"]`",
+                );
                 Ty::Unknown
             }
             ExprKind::Call { callee, args } => self.call(e, callee, args, ctx),
@@ -1139,8 +1280,10 @@ impl<'l> Checker<'l> {
                 match op {
                     BinOp::Or | BinOp::And => Ty::Bool,
                     BinOp::Eq | BinOp::Ne => {
-                        let comparable = matches!((a, b), (Ty::Unknown, _) | (_, Ty::Unknown) | (Ty::Nil, _) | (_, Ty::Nil))
-                            || join(a, b).is_some();
+                        let comparable = matches!(
+                            (a, b),
+                            (Ty::Unknown, _) | (_, Ty::Unknown) | (Ty::Nil, _) | (_, Ty::Nil)
+                        ) || join(a, b).is_some();
                         if !comparable {
                             self.err(e.span, format!("comparing {} with {} is always false: tagged values are not supported yet", a.describe(), b.describe()));
                         }
@@ -1149,7 +1292,14 @@ impl<'l> Checker<'l> {
                     BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
                             if !matches!(t, Ty::Num | Ty::Unknown) {
-                                self.err(s, format!("`{}` compares numbers, not {}", op.symbol(), t.describe()));
+                                self.err(
+                                    s,
+                                    format!(
+                                        "`{}` compares numbers, not {}",
+                                        op.symbol(),
+                                        t.describe()
+                                    ),
+                                );
                             }
                         }
                         Ty::Bool
@@ -1164,7 +1314,14 @@ impl<'l> Checker<'l> {
                         match (len(a), len(b)) {
                             (Some(x), Some(y)) => Ty::Str((x + y + 1).min(cap)),
                             _ => {
-                                self.err(e.span, format!("`..` joins strings and numbers, not {} and {}", a.describe(), b.describe()));
+                                self.err(
+                                    e.span,
+                                    format!(
+                                        "`..` joins strings and numbers, not {} and {}",
+                                        a.describe(),
+                                        b.describe()
+                                    ),
+                                );
                                 Ty::Unknown
                             }
                         }
@@ -1172,7 +1329,14 @@ impl<'l> Checker<'l> {
                     _ => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
                             if !matches!(t, Ty::Num | Ty::Unknown) {
-                                self.err(s, format!("`{}` needs numbers, not {}", op.symbol(), t.describe()));
+                                self.err(
+                                    s,
+                                    format!(
+                                        "`{}` needs numbers, not {}",
+                                        op.symbol(),
+                                        t.describe()
+                                    ),
+                                );
                             }
                         }
                         Ty::Num
@@ -1185,14 +1349,20 @@ impl<'l> Checker<'l> {
                     UnOp::Not => Ty::Bool,
                     UnOp::Neg | UnOp::BitNot => {
                         if !matches!(t, Ty::Num | Ty::Unknown) {
-                            self.err(expr.span, format!("this needs a number, not {}", t.describe()));
+                            self.err(
+                                expr.span,
+                                format!("this needs a number, not {}", t.describe()),
+                            );
                         }
                         Ty::Num
                     }
                 }
             }
             ExprKind::Table(_) => {
-                self.err(e.span, "a table constructor can only initialise a top-level variable");
+                self.err(
+                    e.span,
+                    "a table constructor can only initialise a top-level variable",
+                );
                 Ty::Unknown
             }
         }
@@ -1204,9 +1374,14 @@ impl<'l> Checker<'l> {
             return Ty::Unknown;
         };
         let b = if name.contains('.') {
-            BUILTIN_FUNCS.iter().find(|b| **b == name).map(|b| Binding::Builtin(b))
+            BUILTIN_FUNCS
+                .iter()
+                .find(|b| **b == name)
+                .map(|b| Binding::Builtin(b))
         } else {
-            self.lookup_local(&name).map(Binding::Local).or_else(|| self.builtin_name(&name))
+            self.lookup_local(&name)
+                .map(Binding::Local)
+                .or_else(|| self.builtin_name(&name))
         };
         let b = match b {
             Some(b @ (Binding::Func(_) | Binding::Builtin(_))) => b,
@@ -1215,7 +1390,13 @@ impl<'l> Checker<'l> {
                 return Ty::Unknown;
             }
             None => {
-                let near = suggest(&name, BUILTIN_FUNCS.iter().copied().chain(self.func_names.keys().map(|k| k.as_str())));
+                let near = suggest(
+                    &name,
+                    BUILTIN_FUNCS
+                        .iter()
+                        .copied()
+                        .chain(self.func_names.keys().map(|k| k.as_str())),
+                );
                 let mut msg = format!("unknown function `{}`", name);
                 if let Some(n) = near.first() {
                     msg.push_str(&format!("; did you mean `{}`?", n));
@@ -1241,13 +1422,21 @@ impl<'l> Checker<'l> {
         if info.params.len() != args.len() {
             self.err(
                 e.span,
-                format!("`{}` takes {} arguments, {} given", info.decl.name.name, info.params.len(), args.len()),
+                format!(
+                    "`{}` takes {} arguments, {} given",
+                    info.decl.name.name,
+                    info.params.len(),
+                    args.len()
+                ),
             );
         }
         if self.func_stack.contains(&f) {
             let d = Diagnostic::error(
                 e.span,
-                format!("`{}` calls itself (recursion): functions are inlined and must not recurse", info.decl.name.name),
+                format!(
+                    "`{}` calls itself (recursion): functions are inlined and must not recurse",
+                    info.decl.name.name
+                ),
             )
             .with_note(info.decl.name.span, "defined here");
             self.error(d);
@@ -1274,11 +1463,25 @@ impl<'l> Checker<'l> {
         self.t.funcs[f as usize].ret.ty
     }
 
-    fn builtin_call(&mut self, e: &Expr, name: &'static str, args: &[Expr], tys: &[Ty], ctx: &Ctx) -> Ty {
+    fn builtin_call(
+        &mut self,
+        e: &Expr,
+        name: &'static str,
+        args: &[Expr],
+        tys: &[Ty],
+        ctx: &Ctx,
+    ) -> Ty {
         let arity = |c: &mut Self, lo: usize, hi: usize| {
             if args.len() < lo || args.len() > hi {
-                let want = if lo == hi { format!("{}", lo) } else { format!("{} to {}", lo, hi) };
-                c.err(e.span, format!("`{}` takes {} arguments, {} given", name, want, args.len()));
+                let want = if lo == hi {
+                    format!("{}", lo)
+                } else {
+                    format!("{} to {}", lo, hi)
+                };
+                c.err(
+                    e.span,
+                    format!("`{}` takes {} arguments, {} given", name, want, args.len()),
+                );
                 false
             } else {
                 true
@@ -1299,7 +1502,10 @@ impl<'l> Checker<'l> {
                     return Ty::Nil;
                 }
                 let ExprKind::Str(_) = args[0].kind else {
-                    self.err(args[0].span, "the format of `printf` must be a string literal");
+                    self.err(
+                        args[0].span,
+                        "the format of `printf` must be a string literal",
+                    );
                     return Ty::Nil;
                 };
                 Ty::Nil
@@ -1307,12 +1513,21 @@ impl<'l> Checker<'l> {
             "print_hist" => {
                 if arity(self, 1, 2) {
                     if !matches!(tys[0], Ty::Table(_) | Ty::Unknown) {
-                        self.err(args[0].span, format!("`print_hist` needs a table, not {}", tys[0].describe()));
+                        self.err(
+                            args[0].span,
+                            format!("`print_hist` needs a table, not {}", tys[0].describe()),
+                        );
                     }
                     if let Ty::Table(t) = tys[0] {
                         let v = self.t.tables[t as usize].value.ty;
                         if !matches!(v, Ty::Num | Ty::Unknown) {
-                            self.err(args[0].span, format!("`print_hist` needs a table of numbers; this one holds {}", v.describe()));
+                            self.err(
+                                args[0].span,
+                                format!(
+                                    "`print_hist` needs a table of numbers; this one holds {}",
+                                    v.describe()
+                                ),
+                            );
                         }
                     }
                     if let Some(t) = tys.get(1) {
@@ -1337,22 +1552,35 @@ impl<'l> Checker<'l> {
             }
             "delete" => {
                 if arity(self, 1, 1) && !matches!(tys[0], Ty::Table(_) | Ty::Unknown) {
-                    self.err(args[0].span, format!("`delete` needs a table, not {}", tys[0].describe()));
+                    self.err(
+                        args[0].span,
+                        format!("`delete` needs a table, not {}", tys[0].describe()),
+                    );
                 }
                 Ty::Nil
             }
             "exit" => {
-                if arity(self, 0, 1) && !tys.is_empty() && !matches!(tys[0], Ty::Num | Ty::Unknown) {
+                if arity(self, 0, 1) && !tys.is_empty() && !matches!(tys[0], Ty::Num | Ty::Unknown)
+                {
                     self.err(args[0].span, "the exit code must be a number");
                 }
                 Ty::Nil
             }
             "user_string" | "kernel_string" => {
                 if arity(self, 1, 1) && !matches!(tys[0], Ty::Num | Ty::Unknown) {
-                    self.err(args[0].span, format!("`{}` needs an address (a number)", name));
+                    self.err(
+                        args[0].span,
+                        format!("`{}` needs an address (a number)", name),
+                    );
                 }
                 if ctx.mode == Mode::User {
-                    self.err(e.span, format!("`{}` reads memory of a traced task: only inside probes", name));
+                    self.err(
+                        e.span,
+                        format!(
+                            "`{}` reads memory of a traced task: only inside probes",
+                            name
+                        ),
+                    );
                 }
                 Ty::Str(self.limits.str_cap)
             }
@@ -1369,7 +1597,10 @@ impl<'l> Checker<'l> {
                 Ty::Unknown
             }
             "table.new" => {
-                self.err(e.span, "`table.new` can only initialise a top-level variable");
+                self.err(
+                    e.span,
+                    "`table.new` can only initialise a top-level variable",
+                );
                 Ty::Unknown
             }
             other => {
