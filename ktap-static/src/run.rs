@@ -84,6 +84,12 @@ pub fn run(a: RunArgs) -> i32 {
             prog.maps.len(),
             session.startup()
         );
+        let ids: Vec<String> = session
+            .program_ids()
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        eprintln!("ktap: program ids: {}", ids.join(" "));
     }
     let mut output = Output::new(&prog, out);
     let start = Instant::now();

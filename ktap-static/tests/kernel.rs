@@ -1,0 +1,520 @@
+//! The `ktap` binary against this machine's real kernel: scripts and samples run as a user runs
+//! them, with a deterministic workload, exact counts, error messages, exit codes, signals, and
+//! a check that nothing the run attached is left in the kernel.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Runs are serialised: each attaches probes, and detaching is slow in the kernel.
+static KERNEL: Mutex<()> = Mutex::new(());
+
+fn ktap() -> &'static str {
+    env!("CARGO_BIN_EXE_ktap")
+}
+
+/// The workload binary, built by `cargo test --workspace` next to this test's own target dir.
+fn workload() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let w = dir.join("ktap-workload");
+    assert!(
+        w.exists(),
+        "{} is missing: build it with `cargo build -p ktap-workload` (make test does)",
+        w.display()
+    );
+    w
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sample(name: &str) -> String {
+    root()
+        .join("samples")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs ktap to completion with a time limit; the run is killed (and the test fails) past it.
+fn run(args: &[&str]) -> Output {
+    let child = Command::new(ktap())
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ktap");
+    wait_limited(child, Duration::from_secs(120))
+}
+
+fn wait_limited(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "ktap ran longer than {:?}\nstdout:\n{}\nstderr:\n{}",
+                limit,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Program ids ktap printed with `-v` (`ktap: program ids: 1 2 3`).
+fn program_ids(stderr: &str) -> Vec<u32> {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("ktap: program ids:"))
+        .map(|ids| {
+            ids.split_whitespace()
+                .filter_map(|i| i.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// True while the kernel still has a BPF program with this id.
+fn prog_exists(id: u32) -> bool {
+    #[repr(C)]
+    struct GetId {
+        id: u32,
+        next_id: u32,
+        open_flags: u32,
+    }
+    let attr = GetId {
+        id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    // SAFETY: BPF_PROG_GET_FD_BY_ID (13) reads the attribute struct passed with its size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            13,
+            &attr as *const GetId,
+            std::mem::size_of::<GetId>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: the fd was just returned to us.
+        unsafe { libc::close(fd as i32) };
+        true
+    } else {
+        false
+    }
+}
+
+/// Every program of a finished run is gone (freeing is deferred briefly by the kernel).
+fn assert_nothing_left(stderr: &str) {
+    let ids = program_ids(stderr);
+    assert!(!ids.is_empty(), "ktap -v printed no program ids:\n{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for id in ids {
+        while prog_exists(id) {
+            assert!(Instant::now() < deadline, "program {id} outlived ktap");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The count print_hist shows for `key`.
+fn hist_count(out: &str, key: &str) -> Option<i64> {
+    out.lines().find_map(|l| {
+        let (k, rest) = l.split_once(" |")?;
+        if k.trim() != key {
+            return None;
+        }
+        rest.trim_start_matches(['@', ' '])
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+#[test]
+fn counts_one_syscall_exactly_and_cleans_up() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let script = "var s = {}
+trace syscalls:sys_enter_getppid {
+    if (execname == \"ktap-workload\") { s[probename] += 1 }
+}
+trace_end { print_hist(s) }";
+    let out = run(&[
+        "-v",
+        "-e",
+        script,
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "1000",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(so.starts_with("Tracing... Hit Ctrl-C to end.\n"), "{so}");
+    assert!(
+        so.contains("value ------------- Distribution ------------- count"),
+        "{so}"
+    );
+    assert_eq!(hist_count(&so, "sys_enter_getppid"), Some(1000), "{so}");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn the_issue_one_liner_counts_every_syscall_by_name() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-v",
+        "-e",
+        "var s = {} trace syscalls:sys_enter_* { s[probename] += 1 } trace_end { print_hist(s) }",
+        "--",
+        w.to_str().unwrap(),
+        "syscalls",
+        "500",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    // Other processes may call these too, so the workload's share is a lower bound.
+    for name in [
+        "sys_enter_getppid",
+        "sys_enter_getpid",
+        "sys_enter_write",
+        "sys_enter_read",
+    ] {
+        let n = hist_count(&so, name).unwrap_or(0);
+        assert!(n >= 500, "{name}: {n}\n{so}");
+    }
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn count_by_proc_sample_sees_the_workload() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        &sample("syscalls/count_by_proc.kp"),
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "2000",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(
+        !so.contains("Tracing..."),
+        "-q must silence the banner: {so}"
+    );
+    let n = hist_count(&so, "ktap-workload").unwrap_or(0);
+    // The workload also makes the syscalls of its own start-up (the dynamic loader's).
+    assert!(
+        (2000..2500).contains(&n),
+        "ktap-workload made {n} syscalls:\n{so}"
+    );
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn top_level_code_runs_in_the_vm() {
+    let out = run(&[&sample("basic/hello.kp")]);
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so}{}", text(&out.stderr));
+    assert_eq!(
+        so,
+        "Hello\tWorld\nHello, World! 40 + 2 = 42\nfib(10) =\t55\nentries:\t10\n"
+    );
+}
+
+#[test]
+fn printf_conversions_in_top_level_code() {
+    let out = run(&[
+        "-e",
+        r#"printf("[%5d|%-5d|%05d|%x|%X|%#o|%u|%c|%s|%.2s|%%]\n", 42, 42, 42, 255, 255, 8, -1, 65, "str", "abc")"#,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "[   42|42   |00042|ff|FF|010|18446744073709551615|A|str|ab|%]\n"
+    );
+}
+
+#[test]
+fn script_arguments_and_tables() {
+    let out = run(&[
+        "-e",
+        "var t = {} t[arg[1]] = 5 t[\"x\"] += 2 t[\"x\"] += 3 print(t[\"x\"], t[arg[1]], len(t), arg[2]) t[\"x\"] = nil print(len(t), t[\"x\"] == nil)",
+        "name",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "5\t5\t2\t7\n1\ttrue\n");
+}
+
+#[test]
+fn exit_in_a_probe_stops_tracing_with_its_code_and_runs_trace_end() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "trace syscalls:sys_enter_getppid { if (execname == \"ktap-workload\") { exit(3) } } trace_end { print(\"end\") }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "10",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "end\n");
+    assert_nothing_left(&text(&out.stderr));
+}
+
+#[test]
+fn ctrl_c_detaches_and_runs_trace_end() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut child = Command::new(ktap())
+        .args(["-v", "-e", "var n = 0 trace syscalls:sys_enter_getppid { n += 1 } trace_end { print(\"done\", n >= 0) }"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ktap");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("read banner");
+    assert_eq!(first, "Tracing... Hit Ctrl-C to end.\n");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read output");
+    let out = wait_limited(child, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(rest, "done\ttrue\n");
+    assert_nothing_left(&text(&out.stderr));
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let out = run(&["-e", "var x = (1 +\ntrace_end { print(x) }"]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(se.starts_with("-e:"), "{se}");
+    assert!(se.contains("error:"), "{se}");
+    assert!(se.contains('^'), "{se}");
+}
+
+#[test]
+fn unknown_events_are_named_with_suggestions() {
+    let out = run(&["-e", "trace syscalls:sys_enter_getppd { }"]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(
+        se.contains("unknown event `syscalls:sys_enter_getppd`"),
+        "{se}"
+    );
+    assert!(se.contains("syscalls:sys_enter_getppid"), "{se}");
+}
+
+#[test]
+fn type_conflicts_name_both_places() {
+    let out = run(&["-e", "var t = {}\nt[1] = \"a\"\nt[2] = 3\n"]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(se.contains("-e:3:8: error:"), "{se}");
+    assert!(se.contains("-e:2:8: note:"), "{se}");
+}
+
+#[test]
+fn unbounded_loops_in_probes_are_refused() {
+    let out = run(&[
+        "-e",
+        "trace syscalls:sys_enter_getppid { while (true) { } }",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("bound"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn without_root_the_message_says_so() {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new(ktap())
+        .args(["-e", "trace syscalls:sys_enter_getppid { }"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run ktap as nobody");
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(se.contains("root"), "{se}");
+    assert!(!se.contains("panicked"), "{se}");
+}
+
+#[test]
+fn a_missing_workload_is_reported_and_nothing_stays_attached() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(&[
+        "-v",
+        "-e",
+        "trace syscalls:sys_enter_getppid { }",
+        "--",
+        "/nonexistent/prog",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(se.contains("cannot run `/nonexistent/prog`"), "{se}");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn bytecode_listing_shows_source_lines() {
+    let out = run(&[
+        "-b",
+        "-e",
+        "var s = {}\ntrace syscalls:sys_enter_getppid { s[execname] += 1 }",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    assert!(so.contains("probe sys_enter_getppid:"), "{so}");
+    assert!(
+        so.contains("; -e:2: trace syscalls:sys_enter_getppid { s[execname] += 1 }"),
+        "{so}"
+    );
+    assert!(so.contains("call bpf_get_current_comm#16"), "{so}");
+    assert!(so.contains("exit"), "{so}");
+}
+
+/// Runs a sample with a workload and returns its stdout after checking it succeeded and left
+/// nothing attached.
+fn sample_run(name: &str, script_args: &[&str], workload_args: &[&str]) -> String {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let path = sample(name);
+    let mut args = vec!["-q", "-v", path.as_str()];
+    args.extend(script_args);
+    args.push("--");
+    args.push(w.to_str().unwrap());
+    args.extend(workload_args);
+    let out = run(&args);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{name}: {so}\n{se}");
+    assert_nothing_left(&se);
+    so
+}
+
+#[test]
+fn sample_count_by_name() {
+    let so = sample_run("syscalls/count_by_name.kp", &[], &["getppid", "300"]);
+    assert!(
+        hist_count(&so, "sys_enter_getppid").unwrap_or(0) >= 300,
+        "{so}"
+    );
+}
+
+#[test]
+fn sample_opensnoop() {
+    let so = sample_run(
+        "syscalls/opensnoop.kp",
+        &[],
+        &["open", "/etc/hostname", "3"],
+    );
+    assert!(so.starts_with("COMM                 PID PATH\n"), "{so}");
+    let hits = so
+        .lines()
+        .filter(|l| l.starts_with("ktap-workload") && l.ends_with(" /etc/hostname"))
+        .count();
+    assert_eq!(hits, 3, "{so}");
+}
+
+#[test]
+fn sample_sctop_refreshes_every_five_seconds() {
+    let so = sample_run("syscalls/sctop.kp", &[], &["sleep", "5600"]);
+    assert!(
+        so.contains("value ------------- Distribution ------------- count"),
+        "{so}"
+    );
+}
+
+#[test]
+fn sample_errors_counts_failing_calls() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    // The workload exits 1 when its open fails; tracing still ends normally.
+    let out = run(&[
+        "-q",
+        "-v",
+        &sample("syscalls/errors.kp"),
+        "--",
+        w.to_str().unwrap(),
+        "open",
+        "/nonexistent/ktap",
+        "1",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert!(hist_count(&so, "sys_exit_openat").unwrap_or(0) >= 1, "{so}");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn sample_count_by_pid_iterates_in_trace_end() {
+    let so = sample_run("syscalls/count_by_pid.kp", &[], &["getppid", "200"]);
+    let line = so
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("ktap-workload"))
+        .unwrap_or_else(|| panic!("no ktap-workload line:\n{so}"));
+    let n: i64 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(n >= 200, "{line}");
+}
+
+#[test]
+fn sample_read_size_buckets() {
+    let so = sample_run("syscalls/read_size.kp", &[], &["read", "4096", "100"]);
+    assert!(hist_count(&so, "4096").unwrap_or(0) >= 100, "{so}");
+}
+
+#[test]
+fn sample_switches_sees_a_sleeper() {
+    let so = sample_run("sched/switches.kp", &[], &["sleep", "300"]);
+    assert!(so.contains("value ------------- Distribution"), "{so}");
+}
+
+#[test]
+fn sample_exec_stops_itself_after_its_argument() {
+    let so = sample_run("sched/exec.kp", &["1"], &["sleep", "3000"]);
+    assert!(so.lines().any(|l| l.ends_with(" ktap-workload")), "{so}");
+}
+
+#[test]
+fn sample_profile_samples_a_busy_task() {
+    let so = sample_run("profile/sample_tasks.kp", &[], &["spin", "500"]);
+    assert!(hist_count(&so, "ktap-workload").unwrap_or(0) >= 5, "{so}");
+}
+
+#[test]
+fn sample_rate_ticks() {
+    let so = sample_run("timer/rate.kp", &[], &["sleep", "1500"]);
+    assert!(so.lines().any(|l| l.starts_with("syscalls/s:\t")), "{so}");
+}
