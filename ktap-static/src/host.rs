@@ -79,16 +79,28 @@ pub struct VmHost<'s, 'o, 'a> {
 
 impl Host for VmHost<'_, '_, '_> {
     fn map_lookup(&mut self, map: u32, key: &[u8], value: &mut [u8]) -> bool {
+        // A per-CPU map gives one value per CPU; userspace code sees the first CPU's, as a
+        // program running on CPU 0 would.
         match self.session.lookup(map, key) {
-            Ok(Some(v)) if v.len() == value.len() => {
-                value.copy_from_slice(&v);
+            Ok(Some(v)) if v.len() >= value.len() => {
+                value.copy_from_slice(&v[..value.len()]);
                 true
             }
             _ => false,
         }
     }
     fn map_update(&mut self, map: u32, key: &[u8], value: &[u8], flags: u64) -> i64 {
-        self.session.update(map, key, value, flags).unwrap_or(-22)
+        let full = self.session.value_len(map).unwrap_or(value.len());
+        if full == value.len() {
+            return self.session.update(map, key, value, flags).unwrap_or(-22);
+        }
+        // Per-CPU: replace the first CPU's value and keep the others.
+        let mut all = match self.session.lookup(map, key) {
+            Ok(Some(v)) if v.len() == full => v,
+            _ => vec![0; full],
+        };
+        all[..value.len()].copy_from_slice(value);
+        self.session.update(map, key, &all, flags).unwrap_or(-22)
     }
     fn map_delete(&mut self, map: u32, key: &[u8]) -> i64 {
         self.session.delete(map, key).unwrap_or(-22)

@@ -95,6 +95,7 @@ pub fn run(a: RunArgs) -> i32 {
     let start = Instant::now();
     let code = trace(&a, &prog, &mut session, &mut output, start);
     let _ = output.out.flush();
+    report_drops(&prog, &session);
     if session.lost() > 0 {
         eprintln!(
             "ktap: {} output records were lost (the kernel's buffer was full)",
@@ -339,4 +340,31 @@ pub fn bytecode_listing(prog: &Program) -> String {
         block(name, &u.func);
     }
     s
+}
+
+/// Says which tables filled up and how many updates each dropped (LANGUAGE.md §7.4).
+fn report_drops(prog: &Program, session: &Session) {
+    let Some(drops) = prog.map_with_role(ktap_bpf::MapRole::Drops) else {
+        return;
+    };
+    let tables = prog
+        .maps
+        .iter()
+        .filter(|m| m.role == ktap_bpf::MapRole::Table);
+    for (i, table) in tables.enumerate() {
+        let Ok(Some(per_cpu)) = session.lookup(drops, &(i as u32).to_ne_bytes()) else {
+            continue;
+        };
+        let n: u64 = per_cpu
+            .chunks(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8])))
+            .sum();
+        if n > 0 {
+            let (line, col) = prog.source.line_col(table.span.lo);
+            eprintln!(
+                "ktap: {}:{}:{}: table `{}` was full ({} entries): {} updates were dropped",
+                prog.source.name, line, col, table.name, table.max_entries, n
+            );
+        }
+    }
 }

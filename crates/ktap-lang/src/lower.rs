@@ -23,6 +23,7 @@ const CURRENT_CPU: i64 = 0xffff_ffff;
 const BPF_ANY: i64 = 0;
 const BPF_NOEXIST: i64 = 1;
 const EEXIST: i32 = 17;
+const E2BIG: i32 = 7;
 
 /// What lowering produces for the whole script.
 pub struct Lowered {
@@ -171,6 +172,8 @@ struct Shared<'a> {
     table_map: Vec<u32>,
     output: u32,
     globals: Option<u32>,
+    /// Per-CPU counters of updates dropped because a table was full, one slot per table.
+    drops: Option<u32>,
     global_off: Vec<u32>,
     str_cap: u32,
     script_args: Vec<String>,
@@ -228,6 +231,22 @@ impl<'a> Shared<'a> {
                 _ => 8,
             };
         }
+        let drops = if typed.tables.is_empty() {
+            None
+        } else {
+            maps.push(MapDef {
+                name: "ktap_drops".into(),
+                kind: MapKind::PercpuArray,
+                role: MapRole::Drops,
+                key: ValueType::Int,
+                value: ValueType::Int,
+                key_size: 4,
+                value_size: 8,
+                max_entries: typed.tables.len() as u32,
+                span: Span::default(),
+            });
+            Some(maps.len() as u32 - 1)
+        };
         let globals = if size > 0 {
             maps.push(MapDef {
                 name: "ktap_globals".into(),
@@ -252,6 +271,7 @@ impl<'a> Shared<'a> {
             table_map,
             output,
             globals,
+            drops,
             global_off,
             str_cap: limits.str_cap,
             script_args: limits.script_args.clone(),
@@ -1146,32 +1166,39 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let Val::Table(t) = self.expr(obj)? else {
                     return Err(self.err(obj.span, "only tables can be indexed"));
                 };
-                let map = self.g.table_map[t as usize];
-                let kbuf = self.key(map, key)?;
-                if let Val::Nil = v {
-                    self.push(Inst::Call {
-                        helper: h::MAP_DELETE_ELEM,
-                        args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                        dst: None,
-                    });
-                    return Ok(());
-                }
-                let vt = self.g.maps[map as usize].value;
-                let vbuf = self.value_buf(vt, v, target.span)?;
-                self.push(Inst::Call {
-                    helper: h::MAP_UPDATE_ELEM,
-                    args: vec![
-                        Arg::Map(map),
-                        Arg::Fp(kbuf),
-                        Arg::Fp(vbuf),
-                        Arg::Imm(BPF_ANY),
-                    ],
-                    dst: None,
-                });
-                Ok(())
+                let k = self.expr(key)?;
+                self.table_store(t, k, v, target.span)
             }
             _ => Err(self.err(target.span, "cannot assign to this expression")),
         }
+    }
+
+    /// `t[k] = v`: an update, or a delete when `v` is nil.
+    fn table_store(&mut self, t: u32, k: Val, v: Val, span: Span) -> R<()> {
+        let map = self.g.table_map[t as usize];
+        let kbuf = self.value_buf(self.g.maps[map as usize].key, k, span)?;
+        if let Val::Nil = v {
+            self.push(Inst::Call {
+                helper: h::MAP_DELETE_ELEM,
+                args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+                dst: None,
+            });
+            return Ok(());
+        }
+        let vt = self.g.maps[map as usize].value;
+        let vbuf = self.value_buf(vt, v, span)?;
+        let r = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_UPDATE_ELEM,
+            args: vec![
+                Arg::Map(map),
+                Arg::Fp(kbuf),
+                Arg::Fp(vbuf),
+                Arg::Imm(BPF_ANY),
+            ],
+            dst: Some(r),
+        });
+        self.count_drop(t, r, span)
     }
 
     /// A stack buffer holding `v` laid out as a map value of type `vt`.
@@ -1280,6 +1307,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     b: Opnd::Imm(-EEXIST),
                     target: retry,
                 });
+                self.count_drop(t, r, target.span)?;
                 self.push(Inst::Ja { target: done });
                 self.push(Inst::Label(retry));
                 let p2 = self.f.new_reg();
@@ -1311,6 +1339,62 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             _ => Err(self.err(target.span, "cannot add to this expression")),
         }
+    }
+
+    /// After a table update that returned `ret`: when the table was full (`-E2BIG`), counts
+    /// the dropped update in the per-CPU drop counters, which ktap reports at exit.
+    fn count_drop(&mut self, table: u32, ret: VReg, span: Span) -> R<()> {
+        let Some(drops) = self.g.drops else {
+            return Ok(());
+        };
+        let skip = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JNE,
+            a: ret,
+            b: Opnd::Imm(-E2BIG),
+            target: skip,
+        });
+        let key = self.alloc(8, span)?;
+        self.push(Inst::Store {
+            size: BPF_W,
+            base: Base::Fp,
+            off: key,
+            src: Opnd::Imm(table as i32),
+        });
+        let p = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(drops), Arg::Fp(key)],
+            dst: Some(p),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: skip,
+        });
+        // The counter is this CPU's own, so a plain add is exact.
+        let n = self.f.new_reg();
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: n,
+            base: Base::V(p),
+            off: 0,
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: n,
+            src: Opnd::Imm(1),
+            w32: false,
+        });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: 0,
+            src: Opnd::V(n),
+        });
+        self.push(Inst::Label(skip));
+        Ok(())
     }
 
     fn for_pairs(&mut self, t: u32, key: &Ident, value: Option<&Ident>, body: &Block) -> R<()> {
@@ -1670,6 +1754,37 @@ impl<'s, 'a> FnLower<'s, 'a> {
     }
 
     fn expr_inner(&mut self, e: &Expr) -> R<Val> {
+        // `{}` and `table.new()` create their map at load time: no code.
+        if let (Ty::Table(t), ExprKind::Table(_) | ExprKind::Call { .. }) = (self.ty(e), &e.kind) {
+            if let ExprKind::Table(items) = &e.kind {
+                // The constructor's entries are stored when the top-level code runs.
+                let mut next = 1;
+                for item in items {
+                    let mark = self.sp;
+                    let (k, v) = match item {
+                        TableItem::Positional(v) => {
+                            next += 1;
+                            (Val::Num(self.konst(next - 1)), v)
+                        }
+                        TableItem::Named(n, v) => {
+                            let size = match self.g.maps[self.g.table_map[t as usize] as usize].key
+                            {
+                                ValueType::Str(size) => size,
+                                _ => round8(n.name.len() as u32 + 1),
+                            };
+                            let off = self.alloc(size, n.span)?;
+                            self.const_str(off, size, n.name.as_bytes());
+                            (Val::Str { off, size }, v)
+                        }
+                        TableItem::Keyed(k, v) => (self.expr(k)?, v),
+                    };
+                    let val = self.expr(v)?;
+                    self.table_store(t, k, val, v.span)?;
+                    self.sp = mark;
+                }
+            }
+            return Ok(Val::Table(t));
+        }
         if let Some(n) = const_int(e) {
             return Ok(Val::Num(self.konst(n)));
         }
