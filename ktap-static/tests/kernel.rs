@@ -518,3 +518,38 @@ fn sample_rate_ticks() {
     let so = sample_run("timer/rate.kp", &[], &["sleep", "1500"]);
     assert!(so.lines().any(|l| l.starts_with("syscalls/s:\t")), "{so}");
 }
+
+#[test]
+fn a_full_table_drops_updates_and_says_so() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var t = table.new(0, 4)\ntrace raw_syscalls:sys_enter { t[tid] += 1 }\ntrace_end { print(len(t)) }",
+        "--",
+        w.to_str().unwrap(),
+        "fork",
+        "20",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so, "4\n");
+    assert!(
+        se.contains("-e:1:9: table `t` was full (4 entries):"),
+        "{se}"
+    );
+    assert!(se.contains("updates were dropped"), "{se}");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn table_constructors_fill_their_entries() {
+    let out = run(&[
+        "-e",
+        "var t = {10, 20, 30} print(len(t), t[1], t[3], t[4] == nil)\nvar u = {a = 1, [\"bb\"] = 2} print(u[\"a\"], u[\"bb\"])",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "3\t10\t30\ttrue\n1\t2\n");
+}
