@@ -53,7 +53,7 @@ pub fn run(a: RunArgs) -> i32 {
     let compiled = t0.elapsed();
     if a.bytecode {
         // A closed pipe (`ktap -b ... | head`) is not an error worth a message.
-        let _ = std::io::stdout().write_all(bytecode_listing(&prog).as_bytes());
+        let _ = std::io::stdout().write_all(ktap_lang::listing(&prog).as_bytes());
         return 0;
     }
     let out: Box<dyn Write> = match &a.output {
@@ -275,71 +275,6 @@ fn run_block(
                 prog.source.name, line, col, f.message
             )
         })
-}
-
-/// Each block's instructions in the kernel's verifier-log syntax, under the script line each
-/// group came from.
-pub fn bytecode_listing(prog: &Program) -> String {
-    let mut s = String::new();
-    let mut block = |title: String, f: &Function| {
-        s.push_str(&format!("{}: {} instructions\n", title, f.insns.len()));
-        let mut last_line = 0;
-        let mut pc = 0;
-        while pc < f.insns.len() {
-            let span = f.spans.get(pc).copied().unwrap_or_default();
-            let (line, _) = prog.source.line_col(span.lo);
-            if line != last_line {
-                s.push_str(&format!(
-                    "; {}:{}: {}\n",
-                    prog.source.name,
-                    line,
-                    prog.source.line_text(line).trim()
-                ));
-                last_line = line;
-            }
-            s.push_str(&format!(
-                "{:4}: {}\n",
-                pc,
-                ktap_bpf::asm::disasm_one(&f.insns, pc)
-            ));
-            pc += if f.insns[pc].is_ld_imm64() { 2 } else { 1 };
-        }
-    };
-    // A glob gives many probes with the same code: list each body once, naming its events.
-    let mut shown: Vec<usize> = Vec::new();
-    for (i, p) in prog.probes.iter().enumerate() {
-        if shown
-            .iter()
-            .any(|&j| prog.probes[j].func.insns == p.func.insns)
-        {
-            continue;
-        }
-        shown.push(i);
-        let same: Vec<&str> = prog.probes[i..]
-            .iter()
-            .filter(|q| q.func.insns == p.func.insns)
-            .map(|q| q.name.as_str())
-            .collect();
-        let title = if same.len() > 3 {
-            format!(
-                "probe {} (and {} more with the same code)",
-                p.name,
-                same.len() - 1
-            )
-        } else {
-            format!("probe {}", same.join(", "))
-        };
-        block(title, &p.func);
-    }
-    for u in &prog.user {
-        let name = match u.when {
-            When::Begin => "top-level code".to_string(),
-            When::Tick { period_ns } => format!("tick every {} ns", period_ns),
-            When::End => "trace_end".to_string(),
-        };
-        block(name, &u.func);
-    }
-    s
 }
 
 /// Says which tables filled up and how many updates each dropped (LANGUAGE.md §7.4).

@@ -80,7 +80,7 @@ pub fn lower(
                        stmts: &[&Stmt],
                        span: Span,
                        event: Option<&TpFormat>| {
-            match FnLower::new(g, mode, event).run(stmts) {
+            match FnLower::new(g, mode, event).run(stmts, span) {
                 Ok(ir) => blocks.push(LoweredBlock { kind, ir, span }),
                 Err(d) => errors.push(d),
             }
@@ -139,7 +139,7 @@ pub fn lower(
     }
     if !begin.is_empty() {
         let span = begin_span.unwrap_or_default();
-        match FnLower::new(&mut g, Mode::User, None).run(&begin) {
+        match FnLower::new(&mut g, Mode::User, None).run(&begin, span) {
             Ok(ir) => blocks.insert(
                 0,
                 LoweredBlock {
@@ -364,7 +364,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
     }
 
-    fn run(mut self, stmts: &[&Stmt]) -> R<IrFunc> {
+    /// Lowers a block; its entry code (context, pid filter, globals) is attributed to `span`,
+    /// the block's header.
+    fn run(mut self, stmts: &[&Stmt], span: Span) -> R<IrFunc> {
+        self.span = Span::new(span.lo, span.lo);
         self.ctx = self.f.new_reg();
         self.push(Inst::EntryCtx { dst: self.ctx });
         if let (Mode::Kernel, Some(pid)) = (self.mode, self.g.pid) {

@@ -283,14 +283,22 @@ struct Checker<'l> {
     func_names: HashMap<String, FuncId>,
 }
 
-/// Names that are edit distance ≤ 2 from `name`, best first, at most three.
+/// The candidates nearest to `name` (at most three, all at the best distance found), if that
+/// distance is small enough to be a likely typo.
 pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let limit = 2 + name.len() / 8;
     let mut scored: Vec<(usize, &str)> = candidates
         .map(|c| (edit_distance(name, c), c))
-        .filter(|(d, _)| *d <= 2.max(name.len() / 4))
+        .filter(|(d, _)| *d <= limit)
         .collect();
     scored.sort();
-    scored.into_iter().take(3).map(|(_, c)| c).collect()
+    let best = scored.first().map_or(0, |s| s.0);
+    scored
+        .into_iter()
+        .take_while(|(d, _)| *d == best)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
