@@ -553,3 +553,31 @@ fn table_constructors_fill_their_entries() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "3\t10\t30\ttrue\n1\t2\n");
 }
+
+#[test]
+fn concatenation_at_run_time_in_userspace_and_in_probes() {
+    let out = run(&[
+        "-e",
+        "var a = \"ab\" var n = -1234 var s = a .. \":\" .. n .. \"|\" .. 9223372036854775807 .. (-9223372036854775807 - 1) print(s, len(s))",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "ab:-1234|9223372036854775807-9223372036854775808\t48\n"
+    );
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var t = {} trace syscalls:sys_enter_getppid { if (execname == \"ktap-workload\") { t[execname .. \"/\" .. (pid - pid + 42)] += 1 } } trace_end { for (k, v in pairs(t)) { print(k, v) } }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ktap-workload/42\t5\n");
+    assert_nothing_left(&text(&out.stderr));
+}

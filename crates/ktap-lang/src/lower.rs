@@ -24,6 +24,10 @@ const BPF_ANY: i64 = 0;
 const BPF_NOEXIST: i64 = 1;
 const EEXIST: i32 = 17;
 const E2BIG: i32 = 7;
+/// Bytes of the per-CPU scratch value: a string being assembled may spill a whole string past
+/// its end in the verifier's worst case (offset < cap, size ≤ cap), then 24 bytes of digits.
+const SCRATCH_STR: u32 = 128;
+const SCRATCH_SIZE: u32 = SCRATCH_STR + 24;
 
 /// What lowering produces for the whole script.
 pub struct Lowered {
@@ -174,6 +178,8 @@ struct Shared<'a> {
     globals: Option<u32>,
     /// Per-CPU counters of updates dropped because a table was full, one slot per table.
     drops: Option<u32>,
+    /// The per-CPU scratch value, when some block needs one.
+    scratch: Option<u32>,
     global_off: Vec<u32>,
     str_cap: u32,
     script_args: Vec<String>,
@@ -272,6 +278,7 @@ impl<'a> Shared<'a> {
             output,
             globals,
             drops,
+            scratch: None,
             global_off,
             str_cap: limits.str_cap,
             script_args: limits.script_args.clone(),
@@ -2158,10 +2165,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     self.const_str(off, size, &bytes);
                     Ok(Val::Str { off, size })
                 }
-                None => Err(self.err(
-                    e.span,
-                    "`..` of values known only at run time is not supported yet",
-                )),
+                None => self.concat(e),
             },
             _ => {
                 let a = self.num(lhs)?;
@@ -2190,6 +2194,328 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Ok(Val::Num(Opnd::V(r)))
             }
         }
+    }
+
+    /// `a .. b .. c` at run time. The result is assembled in the per-CPU scratch map value,
+    /// whose pointer may take a bounded variable offset on every kernel (a stack pointer may
+    /// not, before 5.11), one piece at a time with `probe_read_kernel_str`, which copies up to
+    /// a NUL and says how much it copied; numbers are first written out in decimal there too.
+    /// Then the result is copied onto the stack like any string.
+    fn concat(&mut self, e: &Expr) -> R<Val> {
+        let size = match self.ty(e) {
+            Ty::Str(n) => round8(n),
+            _ => round8(self.g.str_cap),
+        };
+        let mut pieces = Vec::new();
+        flatten_concat(e, &mut pieces);
+        let mut vals = Vec::new();
+        for p in &pieces {
+            vals.push(self.expr(p)?);
+        }
+        self.span = e.span;
+        let scratch = self.scratch_map();
+        let key = self.zero_word();
+        let out = self.alloc(size, e.span)?;
+        self.zero_buf(out, size);
+        let p = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(scratch), Arg::Fp(key)],
+            dst: Some(p),
+        });
+        let done = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        for w in 0..size / 8 {
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(p),
+                off: (w * 8) as i16,
+                src: Opnd::Imm(0),
+            });
+        }
+        let pos = self.f.new_reg();
+        self.push(Inst::Mov {
+            dst: pos,
+            src: Opnd::Imm(0),
+        });
+        let finish = self.f.new_label();
+        for v in vals {
+            let src = match v {
+                Val::Str { off, .. } => {
+                    let r = self.f.new_reg();
+                    self.push(Inst::FpAddr { dst: r, off });
+                    r
+                }
+                Val::Num(n) => self.decimal(p, n),
+                _ => continue,
+            };
+            // Room left: pos < size - 1, so every read gets at least one byte and its NUL.
+            self.push(Inst::Jmp {
+                op: BPF_JGE,
+                a: pos,
+                b: Opnd::Imm(size as i32 - 1),
+                target: finish,
+            });
+            let dst = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst,
+                src: Opnd::V(p),
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst,
+                src: Opnd::V(pos),
+                w32: false,
+            });
+            let room = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: room,
+                src: Opnd::Imm(size as i32),
+            });
+            self.push(Inst::Alu {
+                op: BPF_SUB,
+                dst: room,
+                src: Opnd::V(pos),
+                w32: false,
+            });
+            let n = self.f.new_reg();
+            self.push(Inst::Call {
+                helper: h::PROBE_READ_KERNEL_STR,
+                args: vec![Arg::V(dst), Arg::V(room), Arg::V(src)],
+                dst: Some(n),
+            });
+            // A failed read adds nothing; otherwise advance past the piece, not its NUL. The
+            // clamp keeps `pos` provably inside the buffer whatever the helper returned.
+            let skip = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JSLE,
+                a: n,
+                b: Opnd::Imm(0),
+                target: skip,
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: pos,
+                src: Opnd::V(n),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_SUB,
+                dst: pos,
+                src: Opnd::Imm(1),
+                w32: false,
+            });
+            self.push(Inst::Label(skip));
+            let fine = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JLE,
+                a: pos,
+                b: Opnd::Imm(size as i32 - 1),
+                target: fine,
+            });
+            self.push(Inst::Mov {
+                dst: pos,
+                src: Opnd::Imm(size as i32 - 1),
+            });
+            self.push(Inst::Label(fine));
+        }
+        self.push(Inst::Label(finish));
+        let t = self.f.new_reg();
+        for w in 0..size / 8 {
+            let o = (w * 8) as i16;
+            self.push(Inst::Load {
+                size: BPF_DW,
+                dst: t,
+                base: Base::V(p),
+                off: o,
+            });
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::Fp,
+                off: out + o,
+                src: Opnd::V(t),
+            });
+        }
+        self.push(Inst::Store {
+            size: BPF_B,
+            base: Base::Fp,
+            off: out + size as i16 - 1,
+            src: Opnd::Imm(0),
+        });
+        self.push(Inst::Label(done));
+        Ok(Val::Str { off: out, size })
+    }
+
+    /// Writes `n` in decimal into the scratch value at `p + DIGITS` (right-aligned, NUL after)
+    /// and returns a pointer to its first character.
+    fn decimal(&mut self, p: VReg, n: Opnd) -> VReg {
+        const DIGITS: i16 = SCRATCH_STR as i16;
+        const END: i16 = DIGITS + 23;
+        let v = self.f.new_reg();
+        self.push(Inst::Mov { dst: v, src: n });
+        let neg = self.f.new_reg();
+        self.push(Inst::Mov {
+            dst: neg,
+            src: Opnd::Imm(0),
+        });
+        let positive = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JSGE,
+            a: v,
+            b: Opnd::Imm(0),
+            target: positive,
+        });
+        // The magnitude of i64::MIN is itself read as unsigned, which is what the divisions use.
+        self.push(Inst::Alu {
+            op: BPF_NEG,
+            dst: v,
+            src: Opnd::Imm(0),
+            w32: false,
+        });
+        self.push(Inst::Mov {
+            dst: neg,
+            src: Opnd::Imm(1),
+        });
+        self.push(Inst::Label(positive));
+        self.push(Inst::Store {
+            size: BPF_B,
+            base: Base::V(p),
+            off: END,
+            src: Opnd::Imm(0),
+        });
+        let start = self.f.new_reg();
+        let (q, d) = (self.f.new_reg(), self.f.new_reg());
+        let digits_done = self.f.new_label();
+        for i in 0..20i16 {
+            self.push(Inst::Mov {
+                dst: q,
+                src: Opnd::V(v),
+            });
+            self.push(Inst::Alu {
+                op: BPF_DIV,
+                dst: q,
+                src: Opnd::Imm(10),
+                w32: false,
+            });
+            self.push(Inst::Mov {
+                dst: d,
+                src: Opnd::V(q),
+            });
+            self.push(Inst::Alu {
+                op: BPF_MUL,
+                dst: d,
+                src: Opnd::Imm(10),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_SUB,
+                dst: d,
+                src: Opnd::V(v),
+                w32: false,
+            });
+            // d = q*10 - v = -(last digit): negate back and make it a character.
+            self.push(Inst::Alu {
+                op: BPF_NEG,
+                dst: d,
+                src: Opnd::Imm(0),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: d,
+                src: Opnd::Imm(b'0' as i32),
+                w32: false,
+            });
+            self.push(Inst::Store {
+                size: BPF_B,
+                base: Base::V(p),
+                off: END - 1 - i,
+                src: Opnd::V(d),
+            });
+            self.push(Inst::Mov {
+                dst: start,
+                src: Opnd::Imm(i32::from(END - 1 - i)),
+            });
+            self.push(Inst::Mov {
+                dst: v,
+                src: Opnd::V(q),
+            });
+            self.push(Inst::Jmp {
+                op: BPF_JEQ,
+                a: v,
+                b: Opnd::Imm(0),
+                target: digits_done,
+            });
+        }
+        self.push(Inst::Label(digits_done));
+        let src = self.f.new_reg();
+        let no_sign = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: neg,
+            b: Opnd::Imm(0),
+            target: no_sign,
+        });
+        self.push(Inst::Alu {
+            op: BPF_SUB,
+            dst: start,
+            src: Opnd::Imm(1),
+            w32: false,
+        });
+        self.push(Inst::Mov {
+            dst: src,
+            src: Opnd::V(p),
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: src,
+            src: Opnd::V(start),
+            w32: false,
+        });
+        self.push(Inst::Store {
+            size: BPF_B,
+            base: Base::V(src),
+            off: 0,
+            src: Opnd::Imm(b'-' as i32),
+        });
+        self.push(Inst::Label(no_sign));
+        self.push(Inst::Mov {
+            dst: src,
+            src: Opnd::V(p),
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: src,
+            src: Opnd::V(start),
+            w32: false,
+        });
+        src
+    }
+
+    /// The per-CPU scratch map (created on first use).
+    fn scratch_map(&mut self) -> u32 {
+        if let Some(m) = self.g.scratch {
+            return m;
+        }
+        self.g.maps.push(MapDef {
+            name: "ktap_scratch".into(),
+            kind: MapKind::PercpuArray,
+            role: MapRole::Scratch,
+            key: ValueType::Int,
+            value: ValueType::Nil,
+            key_size: 4,
+            value_size: SCRATCH_SIZE,
+            max_entries: 1,
+            span: Span::default(),
+        });
+        let m = self.g.maps.len() as u32 - 1;
+        self.g.scratch = Some(m);
+        m
     }
 
     /// Signed 64-bit division or remainder from eBPF's unsigned ones (older kernels have no
@@ -2594,6 +2920,21 @@ fn concat_const(e: &Expr) -> Option<Vec<u8>> {
             Some(a)
         }
         _ => const_int(e).map(|n| n.to_string().into_bytes()),
+    }
+}
+
+/// The operands of a chain of `..`, left to right (`..` is right-associative).
+fn flatten_concat<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match &e.kind {
+        ExprKind::Binary {
+            op: BinOp::Concat,
+            lhs,
+            rhs,
+        } => {
+            flatten_concat(lhs, out);
+            flatten_concat(rhs, out);
+        }
+        _ => out.push(e),
     }
 }
 

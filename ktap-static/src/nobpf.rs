@@ -1,0 +1,144 @@
+//! The loader's stand-in on 32-bit PowerPC, which aya has no bindings for: the same names the
+//! loader gives the rest of the binary, with maps in memory and tracepoints read from tracefs.
+//! Userspace-only scripts run as anywhere else; anything that needs a probe in the kernel is
+//! refused with one message.
+
+use crate::kernel;
+use ktap_bpf::kernel::{Kernel, TpFormat};
+use ktap_bpf::{Program, Target};
+use ktap_object::KernelDesc;
+use ktap_vm::{Host, MemHost, ENOENT};
+use std::cell::RefCell;
+use std::fmt;
+use std::time::Duration;
+
+/// Why something needs the loader this build does not have.
+#[derive(Debug)]
+pub struct NoLoader(String);
+
+impl fmt::Display for NoLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What users read when a script needs kernel probes.
+pub const NO_LOADER: &str = "this build has no BPF loader (32-bit PowerPC): use --vm";
+
+pub mod tracefs {
+    use super::NoLoader;
+    use std::path::PathBuf;
+
+    /// The mounted tracefs root (this build does not mount it: the loader would).
+    pub fn find_or_mount() -> Result<PathBuf, NoLoader> {
+        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|r| r.join("events").is_dir())
+            .ok_or_else(|| {
+                NoLoader(
+                    "tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing".into(),
+                )
+            })
+    }
+}
+
+/// The running kernel's tracepoints, read from tracefs once.
+pub struct TracefsKernel(KernelDesc);
+
+impl TracefsKernel {
+    /// Every tracepoint layout of the mounted tracefs; none when there is no tracefs, so that
+    /// userspace-only scripts still compile and a probe is refused by name.
+    pub fn new() -> Result<TracefsKernel, NoLoader> {
+        let formats = tracefs::find_or_mount()
+            .ok()
+            .and_then(|root| kernel::read_formats(&root, &[]).ok())
+            .map_or_else(Vec::new, |f| f.formats);
+        Ok(TracefsKernel(KernelDesc::new(
+            Target::host(),
+            kernel::release(),
+            formats,
+        )))
+    }
+}
+
+impl Kernel for TracefsKernel {
+    fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
+        self.0.tracepoints(category, name)
+    }
+    fn tp_format(&self, category: &str, name: &str) -> Result<TpFormat, String> {
+        self.0.tp_format(category, name)
+    }
+    fn all_tracepoints(&self) -> Vec<String> {
+        self.0.all_tracepoints()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions;
+
+/// A program with no probes, its maps in memory.
+pub struct Session {
+    maps: RefCell<MemHost>,
+    value_sizes: Vec<usize>,
+    key_sizes: Vec<usize>,
+}
+
+/// Sets up a program's maps; a program with probes needs the loader.
+pub fn load(prog: &Program, _opts: &LoadOptions) -> Result<Session, NoLoader> {
+    if let Some(p) = prog.probes.first() {
+        return Err(NoLoader(format!("probe {}: {}", p.name, NO_LOADER)));
+    }
+    Ok(Session {
+        maps: RefCell::new(MemHost::new(&prog.maps, prog.target.endian)),
+        value_sizes: prog.maps.iter().map(|m| m.value_size as usize).collect(),
+        key_sizes: prog.maps.iter().map(|m| m.key_size as usize).collect(),
+    })
+}
+
+impl Session {
+    /// No probes, so no output arrives: waits out the timeout.
+    pub fn poll(
+        &mut self,
+        timeout: Duration,
+        _on_record: &mut dyn FnMut(&[u8]),
+    ) -> Result<usize, NoLoader> {
+        std::thread::sleep(timeout);
+        Ok(0)
+    }
+    pub fn lost(&self) -> u64 {
+        0
+    }
+    pub fn startup(&self) -> Duration {
+        Duration::ZERO
+    }
+    pub fn stop_probes(&mut self) {}
+    pub fn detach(self) {}
+
+    pub fn lookup(&self, map: u32, key: &[u8]) -> Result<Option<Vec<u8>>, NoLoader> {
+        let mut v = vec![0u8; self.value_sizes.get(map as usize).copied().unwrap_or(0)];
+        Ok(self
+            .maps
+            .borrow_mut()
+            .map_lookup(map, key, &mut v)
+            .then_some(v))
+    }
+    pub fn update(&self, map: u32, key: &[u8], value: &[u8], flags: u64) -> Result<i64, NoLoader> {
+        Ok(self.maps.borrow_mut().map_update(map, key, value, flags))
+    }
+    pub fn delete(&self, map: u32, key: &[u8]) -> Result<i64, NoLoader> {
+        Ok(self.maps.borrow_mut().map_delete(map, key))
+    }
+    pub fn next_key(&self, map: u32, key: Option<&[u8]>) -> Option<Vec<u8>> {
+        let mut next = vec![0u8; self.key_sizes.get(map as usize).copied().unwrap_or(0)];
+        let rc = self.maps.borrow_mut().map_next_key(map, key, &mut next);
+        (rc != -ENOENT && rc >= 0).then_some(next)
+    }
+    pub fn clear(&self, map: u32) -> Result<(), NoLoader> {
+        self.maps.borrow_mut().map_clear(map);
+        Ok(())
+    }
+    pub fn count(&self, map: u32) -> Result<u64, NoLoader> {
+        Ok(self.maps.borrow_mut().map_count(map))
+    }
+}
