@@ -9,6 +9,7 @@ pub mod helpers;
 pub mod insn;
 pub mod kernel;
 pub mod program;
+pub mod testcase;
 
 pub use helpers::Helper;
 pub use insn::{Endian, Insn};

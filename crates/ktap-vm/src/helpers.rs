@@ -31,9 +31,11 @@ impl Vm<'_, '_> {
                 if !self.host.map_lookup(map, &self.key, &mut self.value) {
                     return Ok(0);
                 }
-                self.mem.hold(map, &self.key, &self.value).ok_or_else(|| {
-                    format!("more than {MAX_VALUES} map values looked up in one run")
-                })
+                self.mem
+                    .hold(map, &self.key, &self.value, self.env.read_only(map))
+                    .ok_or_else(|| {
+                        format!("more than {MAX_VALUES} map values looked up in one run")
+                    })
             }
             MAP_UPDATE_ELEM => {
                 let map = self.map_arg(1, id)?;

@@ -5,7 +5,21 @@ use crate::host::Host;
 use crate::mem::{self, AccessError, Kind, Memory, MAX_FRAMES, STACK};
 use crate::{Fault, RunEnv};
 use ktap_bpf::insn::*;
-use ktap_bpf::Endian;
+use ktap_bpf::{Endian, MapKind};
+
+// Encodings of newer kernels that the compiler never emits but programs from elsewhere (and the
+// conformance tests) use; the values are the kernel's uapi.
+
+/// `src` of an `ld_imm64` that yields a pointer `imm2` bytes into element 0 of map `imm`
+/// (direct value access, how the kernel exposes `.data` and `.rodata`).
+const BPF_PSEUDO_MAP_VALUE: u8 = 2;
+/// Atomic `imm` of load-acquire (`dst = *(src + off)`) and store-release (`*(dst + off) = src`).
+const BPF_LOAD_ACQ: i32 = 0x100;
+const BPF_STORE_REL: i32 = 0x110;
+/// Jump operation of `may_goto` (with `src == 0`): taken once the loop allowance is spent.
+const BPF_JCOND: u8 = 0xe0;
+/// The kernel's `BPF_MAX_LOOPS`: how many times `may_goto` falls through before it jumps.
+const MAY_GOTO_ALLOWANCE: u64 = 8 * 1024 * 1024;
 
 /// What an access was for, which picks the words of a stack bounds message.
 #[derive(Clone, Copy)]
@@ -40,6 +54,9 @@ pub(crate) fn access_message(e: AccessError, reg: usize, how: Access) -> String 
         AccessError::Ctx { off, size } => {
             format!("invalid bpf_context access off={off} size={size}")
         }
+        AccessError::ReadOnlyValue { off, size, len } => {
+            format!("write into map forbidden, value_size={len} off={off} size={size}")
+        }
         AccessError::ReadOnly { off, size } => {
             format!("invalid bpf_context access off={off} size={size}: the context is read-only")
         }
@@ -60,8 +77,11 @@ pub(crate) struct Vm<'a, 'c> {
     pub(crate) host: &'a mut dyn Host,
     pub(crate) mem: Memory<'c>,
     pub(crate) regs: [u64; 11],
-    /// `calls[i]` is what frame `i` saved when it called frame `i + 1`.
-    calls: [Frame; MAX_FRAMES],
+    /// `calls[i]` is what frame `i` saved when it called frame `i + 1`; the entry frame has no
+    /// caller, so one entry fewer than the frames can ever be needed.
+    calls: heapless::Vec<Frame, { MAX_FRAMES - 1 }>,
+    /// `may_goto`s left before one jumps.
+    may_goto: u64,
     /// Scratch buffers helpers copy keys and values into, reused across calls.
     pub(crate) key: Vec<u8>,
     pub(crate) value: Vec<u8>,
@@ -259,7 +279,8 @@ impl<'a, 'c> Vm<'a, 'c> {
             host,
             mem: Memory::new(ctx, env.ctx_writable),
             regs,
-            calls: [Frame::default(); MAX_FRAMES],
+            calls: heapless::Vec::new(),
+            may_goto: MAY_GOTO_ALLOWANCE,
             key: Vec::new(),
             value: Vec::new(),
         }
@@ -361,6 +382,11 @@ impl<'a, 'c> Vm<'a, 'c> {
                             Some(next) => pc = next,
                             None => return Ok(self.regs[0]),
                         },
+                        BPF_JCOND if wide && !reg && s == 0 => {
+                            let t = self.target(pc, insn.off as i64)?;
+                            self.may_goto = self.may_goto.saturating_sub(1);
+                            pc = if self.may_goto == 0 { t } else { pc + 1 };
+                        }
                         op => {
                             let (mut a, mut b) = (self.regs[d], self.regs[s]);
                             if !reg {
@@ -401,6 +427,20 @@ impl<'a, 'c> Vm<'a, 'c> {
                             self.store(pc, d, addr, size, insn.imm as i64 as u64)?
                         }
                         (BPF_MEM, _) => self.store(pc, d, addr, size, self.regs[s])?,
+                        (BPF_ATOMIC, BPF_STX) if insn.imm == BPF_LOAD_ACQ => {
+                            if d == 10 {
+                                return Err(read_only(pc));
+                            }
+                            // The load reads through src; `addr` was computed from dst.
+                            let from = self.regs[s].wrapping_add(insn.off as i64 as u64);
+                            self.regs[d] = self
+                                .mem
+                                .load(from, size, self.env.endian)
+                                .map_err(|e| Fault::new(pc, access_message(e, s, Access::Read)))?;
+                        }
+                        (BPF_ATOMIC, BPF_STX) if insn.imm == BPF_STORE_REL => {
+                            self.store(pc, d, addr, size, self.regs[s])?
+                        }
                         (BPF_ATOMIC, BPF_STX) if size >= 4 => self.atomic(pc, insn, addr, size)?,
                         _ => return Err(unknown(pc, insn)),
                     }
@@ -480,7 +520,7 @@ impl<'a, 'c> Vm<'a, 'c> {
 
     /// The value of a two-slot `ld_imm64` at `pc`: the 64-bit immediate, or with
     /// `src == BPF_PSEUDO_MAP_FD` a reference to the map the immediate indexes.
-    fn ld_imm64(&self, pc: usize, insn: Insn) -> Result<u64, Fault> {
+    fn ld_imm64(&mut self, pc: usize, insn: Insn) -> Result<u64, Fault> {
         let hi = match self.insns.get(pc + 1) {
             Some(&hi) if hi == Insn::new(0, 0, 0, 0, hi.imm) => hi.imm as u32,
             _ => return Err(Fault::new(pc, "invalid bpf_ld_imm64 insn")),
@@ -495,11 +535,51 @@ impl<'a, 'c> Vm<'a, 'c> {
                 pc,
                 format!("fd {} is not pointing to valid bpf_map", insn.imm),
             )),
+            BPF_PSEUDO_MAP_VALUE => self.direct_value(pc, lo, hi),
             src => Err(Fault::new(
                 pc,
                 format!("unsupported bpf_ld_imm64 src {src}"),
             )),
         }
+    }
+
+    /// Direct value access: a pointer `off` bytes into element 0 of array map `map`, held like
+    /// a looked-up value (so stores reach the map) and read-only when the map is.
+    fn direct_value(&mut self, pc: usize, map: u32, off: u32) -> Result<u64, Fault> {
+        let bad = |m: String| Fault::new(pc, m);
+        let def = self
+            .env
+            .maps
+            .get(map as usize)
+            .ok_or_else(|| bad(format!("fd {map} is not pointing to valid bpf_map")))?;
+        if !matches!(def.kind, MapKind::Array | MapKind::PercpuArray) || def.max_entries == 0 {
+            return Err(bad(
+                "direct value access on map that does not support it (only arrays do)".into(),
+            ));
+        }
+        if off >= def.value_size {
+            return Err(bad(format!(
+                "invalid access to map value pointer, value_size={} off={off}",
+                def.value_size
+            )));
+        }
+        let key = 0u32.to_le_bytes();
+        let len = def.value_size as usize;
+        self.mem.flush(&mut *self.host);
+        self.value.clear();
+        self.value.resize(len, 0);
+        if !self.host.map_lookup(map, &key, &mut self.value) {
+            return Err(bad(format!(
+                "map {} has no element 0 for direct value access",
+                def.name
+            )));
+        }
+        let read_only = self.env.read_only(map);
+        let p = self
+            .mem
+            .hold(map, &key, &self.value, read_only)
+            .ok_or_else(|| bad("too many map values held in one run".into()))?;
+        Ok(p.wrapping_add(u64::from(off)))
     }
 
     /// A `call` at `pc`: a helper, or with `src == BPF_PSEUDO_CALL` a function of the same
@@ -516,16 +596,15 @@ impl<'a, 'c> Vm<'a, 'c> {
                     .target(pc, insn.imm as i64)
                     .map_err(|_| Fault::new(pc, "call to invalid destination"))?;
                 let depth = self.mem.frames();
-                if depth >= MAX_FRAMES {
+                let mut saved = [0; 4];
+                saved.copy_from_slice(&self.regs[6..10]);
+                let frame = Frame { ret: pc + 1, saved };
+                if self.calls.push(frame).is_err() || !self.mem.push_frame() {
                     return Err(Fault::new(
                         pc,
                         format!("the call stack of {} frames is too deep", depth + 1),
                     ));
                 }
-                let mut saved = [0; 4];
-                saved.copy_from_slice(&self.regs[6..10]);
-                self.calls[depth - 1] = Frame { ret: pc + 1, saved };
-                self.mem.push_frame();
                 self.regs[10] = frame_pointer(depth);
                 Ok(target)
             }
@@ -539,14 +618,10 @@ impl<'a, 'c> Vm<'a, 'c> {
     /// An `exit`: returns to the caller's next instruction, restoring its r6-r10, or `None` when
     /// the entry function exits.
     fn ret(&mut self) -> Option<usize> {
-        let depth = self.mem.frames();
-        if depth <= 1 {
-            return None;
-        }
+        let caller = self.calls.pop()?;
         self.mem.pop_frame();
-        let caller = self.calls[depth - 2];
         self.regs[6..10].copy_from_slice(&caller.saved);
-        self.regs[10] = frame_pointer(depth - 2);
+        self.regs[10] = frame_pointer(self.mem.frames() - 1);
         Some(caller.ret)
     }
 }

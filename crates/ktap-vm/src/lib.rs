@@ -19,7 +19,8 @@
 //!
 //! `kind` is 0 for the context (the entry `r1` buffer), 1 for a stack frame (`index` = call depth;
 //! `r10` points at offset 512, the end), 2 for a map reference (`index` = map, never dereferenced)
-//! and 3 for a map value returned by a lookup (`index` = the VM's copy). The offset is biased by
+//! and 3 for a map value returned by a lookup or a direct value access (`index` = the VM's copy,
+//! read-only data when the map is in [`RunEnv::read_only_maps`]). The offset is biased by
 //! 2^31 so that moving a pointer below its region never borrows into the tag, and the fault names
 //! the region and offset the program really used. Every load and store decodes the tag and checks
 //! the region's bounds and writability; anything that is not a live pointer faults with the
@@ -61,6 +62,9 @@ pub struct RunEnv<'a> {
     /// Whether the program may store into the context, which the kernel forbids for tracepoint
     /// and perf-event contexts.
     pub ctx_writable: bool,
+    /// Maps the program may only read (the kernel's `BPF_F_RDONLY_PROG`, as for `.rodata`):
+    /// pointers to their values are read-only data, and stores through them fault.
+    pub read_only_maps: &'a [u32],
 }
 
 impl<'a> RunEnv<'a> {
@@ -71,7 +75,13 @@ impl<'a> RunEnv<'a> {
             endian,
             budget: DEFAULT_BUDGET,
             ctx_writable: false,
+            read_only_maps: &[],
         }
+    }
+
+    /// Whether map `map` is read-only to the program.
+    pub fn read_only(&self, map: u32) -> bool {
+        self.read_only_maps.contains(&map)
     }
 }
 

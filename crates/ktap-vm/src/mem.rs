@@ -155,6 +155,8 @@ pub(crate) enum AccessError {
     Ctx { off: i64, size: u64 },
     /// A store into the read-only context.
     ReadOnly { off: i64, size: u64 },
+    /// A store into the value of a map the program may only read (`BPF_F_RDONLY_PROG`).
+    ReadOnlyValue { off: i64, size: u64, len: usize },
 }
 
 /// A looked-up map value's copy.
@@ -164,6 +166,8 @@ struct Slot {
     tag: Vec<u8>,
     data: Vec<u8>,
     dirty: bool,
+    /// Read-only data: a value of a map the program may not write.
+    read_only: bool,
 }
 
 impl Slot {
@@ -176,9 +180,10 @@ impl Slot {
 pub(crate) struct Memory<'c> {
     ctx: &'c mut [u8],
     ctx_writable: bool,
-    stacks: [[u8; STACK]; MAX_FRAMES],
-    /// Frames alive: 1 for the entry function, plus one per bpf-to-bpf call in progress.
-    frames: usize,
+    /// One stack per live frame: the entry function's, plus one per bpf-to-bpf call in
+    /// progress. The kernel's fixed `MAX_CALL_FRAMES` is the capacity, so a run never allocates
+    /// for its stacks and only the frames actually entered are zeroed.
+    stacks: heapless::Vec<[u8; STACK], MAX_FRAMES>,
     values: Vec<Slot>,
     /// Indices of slots changed since the last write-back, each once.
     dirty: Vec<u32>,
@@ -205,8 +210,7 @@ impl<'c> Memory<'c> {
         Memory {
             ctx,
             ctx_writable,
-            stacks: [[0; STACK]; MAX_FRAMES],
-            frames: 1,
+            stacks: heapless::Vec::from_array([[0; STACK]]),
             values: Vec::new(),
             dirty: Vec::new(),
             by_tag: HashMap::default(),
@@ -215,19 +219,16 @@ impl<'c> Memory<'c> {
     }
 
     pub(crate) fn frames(&self) -> usize {
-        self.frames
+        self.stacks.len()
     }
 
-    /// Starts a new frame with a zeroed stack; the caller has checked the depth.
-    pub(crate) fn push_frame(&mut self) {
-        if let Some(stack) = self.stacks.get_mut(self.frames) {
-            stack.fill(0);
-        }
-        self.frames += 1;
+    /// Starts a new frame with a zeroed stack; false when `MAX_FRAMES` are live already.
+    pub(crate) fn push_frame(&mut self) -> bool {
+        self.stacks.push([0; STACK]).is_ok()
     }
 
     pub(crate) fn pop_frame(&mut self) {
-        self.frames -= 1;
+        self.stacks.pop();
     }
 
     /// The region `addr` points into and the offset within it.
@@ -251,11 +252,10 @@ impl<'c> Memory<'c> {
 
     #[inline]
     fn stack(&self, index: u32) -> Result<&[u8], AccessError> {
-        let i = index as usize;
-        match self.stacks.get(i) {
-            Some(s) if i < self.frames => Ok(s),
-            _ => Err(AccessError::DeadFrame),
-        }
+        self.stacks
+            .get(index as usize)
+            .map(|s| &s[..])
+            .ok_or(AccessError::DeadFrame)
     }
 
     /// The `size` bytes at `addr`, for reading.
@@ -292,11 +292,10 @@ impl<'c> Memory<'c> {
                 Ok(&mut self.ctx[r])
             }
             Kind::Stack => {
-                let i = p.index as usize;
-                let stack = match self.stacks.get_mut(i) {
-                    Some(s) if i < self.frames => s,
-                    _ => return Err(AccessError::DeadFrame),
-                };
+                let stack = self
+                    .stacks
+                    .get_mut(p.index as usize)
+                    .ok_or(AccessError::DeadFrame)?;
                 let r = span(p.off, size, STACK).ok_or(AccessError::Stack {
                     off: p.off - STACK as i64,
                     size,
@@ -314,6 +313,13 @@ impl<'c> Memory<'c> {
                     size,
                     len,
                 })?;
+                if slot.read_only {
+                    return Err(AccessError::ReadOnlyValue {
+                        off: p.off,
+                        size,
+                        len,
+                    });
+                }
                 if !slot.dirty {
                     slot.dirty = true;
                     self.dirty.push(p.index);
@@ -353,7 +359,15 @@ impl<'c> Memory<'c> {
     /// Keeps `value`, just looked up under `key` in `map`, in a region and returns a pointer to
     /// it: the region of an earlier lookup of the same key if there is one, so both pointers see
     /// the same bytes. `None` when the run holds too many values already.
-    pub(crate) fn hold(&mut self, map: u32, key: &[u8], value: &[u8]) -> Option<u64> {
+    /// `read_only` makes stores through the pointer fault, for the read-only data of a map
+    /// the program may only read.
+    pub(crate) fn hold(
+        &mut self,
+        map: u32,
+        key: &[u8],
+        value: &[u8],
+        read_only: bool,
+    ) -> Option<u64> {
         self.set_tag(map, key);
         if let Some(&i) = self.by_tag.get(self.tag.as_slice()) {
             if let Some(slot) = self.values.get_mut(i as usize) {
@@ -371,6 +385,7 @@ impl<'c> Memory<'c> {
             tag: self.tag.clone(),
             data: value.to_vec(),
             dirty: false,
+            read_only,
         });
         self.by_tag.insert(self.tag.clone(), i);
         Some(pointer(Kind::MapValue, i, 0))

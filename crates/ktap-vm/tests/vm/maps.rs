@@ -387,3 +387,72 @@ fn perf_event_output_delivers_the_record() {
     let f = fault(exec_maps(&p, &maps, &mut host, &mut []));
     assert_eq!(f.message, "R1 type=fp expected=ctx");
 }
+
+/// `r0 = &map[0] + off` by direct value access (`ld_imm64` with `src == BPF_PSEUDO_MAP_VALUE`).
+fn direct_value(map: u32, off: u32) -> [Insn; 2] {
+    [
+        Insn::new(BPF_LD | BPF_DW | BPF_IMM, R0, 2, 0, map as i32),
+        Insn::new(0, 0, 0, 0, off as i32),
+    ]
+}
+
+#[test]
+fn direct_value_access_reads_and_writes_element_zero() {
+    let maps = [map(MapKind::Array, 4, 16, 1)];
+    let mut host = MemHost::new(&maps, Endian::Little);
+    let prog = asm(&[
+        &direct_value(0, 8),
+        &[
+            Insn::st(BPF_DW, R0, 0, 42),
+            Insn::ldx(BPF_DW, R0, R0, 0),
+            Insn::exit(),
+        ],
+    ]);
+    assert_eq!(exec_maps(&prog, &maps, &mut host, &mut []), Ok(42));
+    let value = host.get(0, &0u32.to_le_bytes()).unwrap();
+    assert_eq!(value[8], 42);
+    // Past the value, and on a map that is not an array, the load itself is refused.
+    let past = asm(&[&direct_value(0, 16), &[Insn::exit()]]);
+    let f = fault(exec_maps(&past, &maps, &mut host, &mut []));
+    assert!(f.message.contains("value_size=16 off=16"), "{f}");
+    let hash = [map(MapKind::Hash, 4, 16, 1)];
+    let mut h = MemHost::new(&hash, Endian::Little);
+    let f = fault(exec_maps(
+        &asm(&[&direct_value(0, 0), &[Insn::exit()]]),
+        &hash,
+        &mut h,
+        &mut [],
+    ));
+    assert!(f.message.contains("direct value access"), "{f}");
+}
+
+#[test]
+fn read_only_maps_are_read_only_data() {
+    let maps = [map(MapKind::Array, 4, 8, 1)];
+    let mut host = MemHost::new(&maps, Endian::Little);
+    host.map_update(0, &0u32.to_le_bytes(), &7u64.to_le_bytes(), BPF_ANY);
+    let mut env = RunEnv::new(&maps, Endian::Little);
+    env.read_only_maps = &[0];
+    let read = asm(&[
+        &direct_value(0, 0),
+        &[Insn::ldx(BPF_DW, R0, R0, 0), Insn::exit()],
+    ]);
+    assert_eq!(run(&func(&read), &mut [], &env, &mut host), Ok(7));
+    let write = asm(&[
+        &direct_value(0, 0),
+        &[Insn::st(BPF_B, R0, 1, 1), Insn::exit()],
+    ]);
+    let f = fault(run(&func(&write), &mut [], &env, &mut host));
+    assert_eq!(
+        f.message,
+        "write into map forbidden, value_size=8 off=1 size=1"
+    );
+    // A lookup's pointer is read-only too.
+    let looked = asm(&[&lookup(0, 0), &[Insn::st(BPF_DW, R0, 0, 1), Insn::exit()]]);
+    let f = fault(run(&func(&looked), &mut [], &env, &mut host));
+    assert!(f.message.starts_with("write into map forbidden"), "{f}");
+    assert_eq!(
+        host.get(0, &0u32.to_le_bytes()).unwrap(),
+        7u64.to_le_bytes()
+    );
+}
