@@ -3,6 +3,7 @@
 
 /// Byte order of the target that will run the instructions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Endian {
     Little,
     Big,
@@ -112,6 +113,7 @@ pub const STACK_SIZE: i32 = 512;
 /// One 8-byte eBPF instruction. `ld_imm64` occupies two consecutive `Insn`s, the second with
 /// `code == 0` carrying the upper 32 bits in `imm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Insn {
     pub code: u8,
     pub dst: u8,

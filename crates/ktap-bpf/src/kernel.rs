@@ -4,6 +4,7 @@
 
 /// One field of a tracepoint record, as its `format` file describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TpField {
     pub name: String,
     /// The C declaration before the name, e.g. `const char *` or `char[16]` for arrays.
@@ -37,6 +38,7 @@ impl TpField {
 
 /// A tracepoint's record layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TpFormat {
     pub category: String,
     pub name: String,

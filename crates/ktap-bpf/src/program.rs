@@ -6,6 +6,7 @@ use crate::insn::{Endian, Insn};
 /// The architecture a program is compiled for. Byte order and word size are explicit so a host
 /// can compile for a board of another kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Arch {
     X86_64,
     Aarch64,
@@ -18,6 +19,7 @@ pub enum Arch {
 
 /// Everything about the machine that changes the bytes a program is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Target {
     pub arch: Arch,
     pub endian: Endian,
@@ -54,6 +56,37 @@ impl Target {
         }
     }
 
+    /// The names `make dist` and `ktapc --target` use, one per target.
+    pub const NAMES: &'static [&'static str] = &[
+        "x86_64",
+        "aarch64",
+        "armv7",
+        "mipsel",
+        "mips",
+        "mips64el",
+        "mips64",
+        "powerpc64le",
+        "powerpc64",
+        "powerpc",
+    ];
+
+    /// This target's name in [`Target::NAMES`]; `by_name(t.name()) == Some(t)` for every
+    /// target `by_name` returns.
+    pub const fn name(self) -> &'static str {
+        match (self.arch, self.endian) {
+            (Arch::X86_64, _) => "x86_64",
+            (Arch::Aarch64, _) => "aarch64",
+            (Arch::Arm, _) => "armv7",
+            (Arch::Mips, Endian::Little) => "mipsel",
+            (Arch::Mips, Endian::Big) => "mips",
+            (Arch::Mips64, Endian::Little) => "mips64el",
+            (Arch::Mips64, Endian::Big) => "mips64",
+            (Arch::Powerpc, _) => "powerpc",
+            (Arch::Powerpc64, Endian::Little) => "powerpc64le",
+            (Arch::Powerpc64, Endian::Big) => "powerpc64",
+        }
+    }
+
     /// The target called `name` (the names `make dist` uses), if ktap knows it.
     pub fn by_name(name: &str) -> Option<Target> {
         let (arch, endian, word_size) = match name {
@@ -79,6 +112,7 @@ impl Target {
 
 /// A byte range in the script's source text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Span {
     pub lo: u32,
     pub hi: u32,
@@ -99,6 +133,7 @@ impl Span {
 
 /// The script a program was compiled from, so every consumer can point at a line.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Source {
     pub name: String,
     pub text: String,
@@ -107,7 +142,12 @@ pub struct Source {
 impl Source {
     /// 1-based line and column (in characters) of byte offset `pos`.
     pub fn line_col(&self, pos: u32) -> (usize, usize) {
-        let pos = (pos as usize).min(self.text.len());
+        // A span read from a file may point past the end or into a character: clamp it to the
+        // start of that character rather than slice through it.
+        let mut pos = (pos as usize).min(self.text.len());
+        while !self.text.is_char_boundary(pos) {
+            pos -= 1;
+        }
         let before = &self.text[..pos];
         let line = before.matches('\n').count() + 1;
         let start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -121,6 +161,7 @@ impl Source {
 
 /// A straight sequence of instructions with the source span each came from.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Function {
     pub insns: Vec<Insn>,
     /// `spans[i]` is the script text instruction `i` implements (same length as `insns`).
@@ -129,6 +170,7 @@ pub struct Function {
 
 /// What a kernel-side program is attached to.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Event {
     /// A tracepoint, `category:name`; the context is the raw tracepoint record.
     Tracepoint { category: String, name: String },
@@ -138,6 +180,7 @@ pub enum Event {
 
 /// One program that runs in the kernel.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Probe {
     /// What `probename` gives inside the block, e.g. `sys_enter_openat`.
     pub name: String,
@@ -149,6 +192,7 @@ pub struct Probe {
 
 /// A block that runs in ktap's process, in the VM.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct UserBlock {
     pub when: When,
     pub func: Function,
@@ -157,6 +201,7 @@ pub struct UserBlock {
 
 /// When a userspace block runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum When {
     /// Once, before tracing starts: the script's top-level statements.
     Begin,
@@ -168,6 +213,7 @@ pub enum When {
 
 /// Kinds of BPF map ktap uses (values are the kernel's `bpf_map_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MapKind {
     Hash = 1,
     Array = 2,
@@ -178,6 +224,7 @@ pub enum MapKind {
 
 /// What a map is for, so output and cleanup know how to read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MapRole {
     /// A script table.
     Table,
@@ -193,6 +240,7 @@ pub enum MapRole {
 
 /// A value's type as stored in a map key, map value or output record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ValueType {
     /// A signed 64-bit number, in the target's byte order.
     Int,
@@ -215,6 +263,7 @@ impl ValueType {
 
 /// One BPF map.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MapDef {
     /// The script's name for it (the table variable), or the role's name.
     pub name: String,
@@ -231,6 +280,7 @@ pub struct MapDef {
 
 /// A value inside an output record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Field {
     /// Byte offset from the start of the record (the format id occupies bytes 0..8).
     pub offset: u32,
@@ -239,6 +289,7 @@ pub struct Field {
 
 /// What userspace does with an output record.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Action {
     /// `print(...)`: the fields separated by a TAB, then a newline.
     Print,
@@ -254,6 +305,7 @@ pub enum Action {
 
 /// One output format; records start with its index as a u64 in the target's byte order.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Format {
     pub action: Action,
     pub fields: Vec<Field>,
@@ -267,6 +319,7 @@ pub const RECORD_HEADER: u32 = 8;
 
 /// A compiled script.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Program {
     pub target: Target,
     pub source: Source,
@@ -306,5 +359,18 @@ mod tests {
         let m = Target::by_name("mips").unwrap();
         assert_eq!((m.endian, m.word_size), (Endian::Big, 4));
         assert!(Target::by_name("vax").is_none());
+        for name in Target::NAMES {
+            assert_eq!(Target::by_name(name).map(Target::name), Some(*name));
+        }
+    }
+
+    #[test]
+    fn line_col_inside_a_character() {
+        let s = Source {
+            name: "t.kp".into(),
+            text: "é\n".into(),
+        };
+        assert_eq!(s.line_col(1), (1, 1));
+        assert_eq!(s.line_col(99), (2, 1));
     }
 }
