@@ -10,6 +10,8 @@
 pub mod elf;
 pub mod error;
 mod maps;
+pub mod perf_exec;
+pub mod test_run;
 pub mod tracefs;
 
 use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
