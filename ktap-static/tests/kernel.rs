@@ -336,11 +336,14 @@ fn unknown_events_are_named_with_suggestions() {
 
 #[test]
 fn type_conflicts_name_both_places() {
-    let out = run(&["-e", "var t = {}\nt[1] = \"a\"\nt[2] = 3\n"]);
+    let out = run(&["-e", "var t = {}\nvar u = {}\nt[1] = \"a\"\nt[2] = u\n"]);
     assert_eq!(out.status.code(), Some(1));
     let se = text(&out.stderr);
-    assert!(se.contains("-e:3:8: error:"), "{se}");
-    assert!(se.contains("-e:2:8: note:"), "{se}");
+    assert!(
+        se.contains("-e:4:8: error: table `t` holds a table here but a string"),
+        "{se}"
+    );
+    assert!(se.contains("-e:3:8: note:"), "{se}");
 }
 
 #[test]
@@ -579,5 +582,73 @@ fn concatenation_at_run_time_in_userspace_and_in_probes() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "ktap-workload/42\t5\n");
+    assert_nothing_left(&text(&out.stderr));
+}
+
+#[test]
+fn pid_filter_and_output_file() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    // A process of our own, traced by pid: the workload must not be counted.
+    let mut mine = Command::new(&w)
+        .args(["sleep", "60000"])
+        .spawn()
+        .expect("start a sleeper");
+    let pid = mine.id().to_string();
+    let dir = std::env::temp_dir().join(format!("ktap-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("out.txt");
+    let out = run(&[
+        "-q",
+        "-v",
+        "-p",
+        &pid,
+        "-o",
+        file.to_str().unwrap(),
+        "-e",
+        "var n = 0 trace syscalls:sys_enter_getppid { n += 1 } trace_end { print(\"n\", n) }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "100",
+    ]);
+    let _ = mine.kill();
+    let _ = mine.wait();
+    let se = text(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    assert_eq!(text(&out.stdout), "", "output goes to the file");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("output file"),
+        "n\t0\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn values_of_several_types_are_tagged() {
+    let out = run(&[
+        "-e",
+        "var t = {} t[1] = \"one\" t[2] = 2 t[\"x\"] = true print(t[1], t[2], t[\"x\"], t[3])\nvar w = 1 w = \"s\" w = 7 print(w + 1, w .. \"!\", w == 7, w != \"7\")\nt[\"x\"] = false if (!t[\"x\"]) { print(\"false is false\") }",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "one\t2\ttrue\tnil\n8\t7!\ttrue\ttrue\nfalse is false\n"
+    );
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var t = {} trace syscalls:sys_enter_getppid { if (execname == \"ktap-workload\") { t[pid - pid] = \"zero\" t[\"n\"] = 3 } } trace_end { print(t[0], t[\"n\"]) }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "zero\t3\n");
     assert_nothing_left(&text(&out.stderr));
 }

@@ -250,12 +250,21 @@ pub enum ValueType {
     Bool,
     /// Nothing (8 bytes, ignored): `nil` printed.
     Nil,
+    /// A value of several types, this many bytes in all: a 64-bit tag (see [`TAG_NIL`] ..
+    /// [`TAG_BOOL`]) then the payload (a number, or a NUL-padded string).
+    Any(u32),
 }
+
+/// Tags of [`ValueType::Any`] values.
+pub const TAG_NIL: u64 = 0;
+pub const TAG_NUM: u64 = 1;
+pub const TAG_STR: u64 = 2;
+pub const TAG_BOOL: u64 = 3;
 
 impl ValueType {
     pub const fn size(self) -> u32 {
         match self {
-            ValueType::Str(n) => n,
+            ValueType::Str(n) | ValueType::Any(n) => n,
             _ => 8,
         }
     }

@@ -61,6 +61,15 @@ pub fn decode(bytes: &[u8], ty: ValueType, endian: Endian) -> Value {
         ValueType::Int => Value::Int(word(bytes, endian) as i64),
         ValueType::Bool => Value::Bool(word(bytes, endian) != 0),
         ValueType::Nil => Value::Nil,
+        ValueType::Any(n) => {
+            let payload = bytes.get(8..).unwrap_or_default();
+            match word(bytes, endian) {
+                ktap_bpf::TAG_NUM => Value::Int(word(payload, endian) as i64),
+                ktap_bpf::TAG_BOOL => Value::Bool(word(payload, endian) != 0),
+                ktap_bpf::TAG_STR => decode(payload, ValueType::Str(n.saturating_sub(8)), endian),
+                _ => Value::Nil,
+            }
+        }
         ValueType::Str(n) => {
             let buf = bytes.get(..n as usize).unwrap_or(bytes);
             Value::Str(buf.split(|&c| c == 0).next().unwrap_or_default().to_vec())

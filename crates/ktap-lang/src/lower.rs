@@ -14,7 +14,10 @@ use crate::types::{const_int, Binding, BuiltinVar, Limits, Mode, Ty, Typed};
 use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
 use ktap_bpf::kernel::TpFormat;
-use ktap_bpf::{Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER};
+use ktap_bpf::{
+    Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER, TAG_BOOL,
+    TAG_NIL, TAG_NUM, TAG_STR,
+};
 use std::collections::HashMap;
 
 /// `BPF_F_CURRENT_CPU` for `perf_event_output`.
@@ -59,6 +62,7 @@ fn round8(n: u32) -> u32 {
 fn vtype(t: Ty) -> ValueType {
     match t {
         Ty::Str(n) => ValueType::Str(round8(n)),
+        Ty::Any(n) => ValueType::Any(8 + round8(n)),
         Ty::Bool => ValueType::Bool,
         Ty::Nil | Ty::Unknown => ValueType::Nil,
         _ => ValueType::Int,
@@ -232,9 +236,8 @@ impl<'a> Shared<'a> {
         for gl in &typed.globals {
             global_off.push(size);
             size += match gl.slot.ty {
-                Ty::Str(n) => round8(n),
                 Ty::Table(_) => 0,
-                _ => 8,
+                t => vtype(t).size(),
             };
         }
         let drops = if typed.tables.is_empty() {
@@ -316,6 +319,19 @@ enum Val {
     },
     Nil,
     Table(u32),
+    /// A tagged value in a stack buffer at `r10 + off`: the tag word, then the payload.
+    Any {
+        off: i16,
+        size: u32,
+    },
+}
+
+/// A buffer-held value of map/record type `vt` at `r10 + off`.
+fn buf_val(vt: ValueType, off: i16, size: u32) -> Val {
+    match vt {
+        ValueType::Any(_) => Val::Any { off, size },
+        _ => Val::Str { off, size },
+    }
 }
 
 /// Where a local variable lives.
@@ -323,6 +339,7 @@ enum Val {
 enum Local {
     Reg(VReg),
     Buf { off: i16, size: u32 },
+    Any { off: i16, size: u32 },
     Table(u32),
 }
 
@@ -653,7 +670,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Copies a string value into a buffer of `dsize` bytes, zero-padding or truncating.
     fn copy_str(&mut self, (doff, dsize): (i16, u32), src: Val) {
         match src {
-            Val::Str { off, size } => {
+            Val::Str { off, size } | Val::Any { off, size } => {
                 if off == doff {
                     return;
                 }
@@ -735,7 +752,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 // Copy through a temporary register word by word.
                 let t = self.f.new_reg();
                 let (soff, ssize) = match v {
-                    Val::Str { off, size } => (Some(off), size),
+                    Val::Str { off, size } | Val::Any { off, size } => (Some(off), size),
                     _ => (None, 0),
                 };
                 for w in 0..size / 8 {
@@ -761,6 +778,37 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
             }
             ValueType::Nil => {}
+            ValueType::Any(size) => {
+                let (tag, rest) = match v {
+                    Val::Any { .. } => (None, v),
+                    Val::Num(_) => (Some(TAG_NUM), v),
+                    Val::Str { .. } => (Some(TAG_STR), v),
+                    _ => (Some(TAG_NIL), Val::Nil),
+                };
+                match (tag, rest) {
+                    (None, v) => self.store_val(base, off, ValueType::Str(size), v),
+                    (Some(tag), v) => {
+                        self.push(Inst::Store {
+                            size: BPF_DW,
+                            base,
+                            off,
+                            src: Opnd::Imm(tag as i32),
+                        });
+                        match v {
+                            Val::Num(o) => {
+                                self.push(Inst::Store {
+                                    size: BPF_DW,
+                                    base,
+                                    off: off + 8,
+                                    src: o,
+                                });
+                                self.store_val(base, off + 16, ValueType::Str(size - 16), Val::Nil);
+                            }
+                            v => self.store_val(base, off + 8, ValueType::Str(size - 8), v),
+                        }
+                    }
+                }
+            }
             _ => {
                 let src = match v {
                     Val::Num(o) => o,
@@ -779,7 +827,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Loads a value of type `ty` from `base + off` (strings are copied onto the stack).
     fn load_val(&mut self, base: VReg, off: i16, ty: ValueType, span: Span) -> R<Val> {
         match ty {
-            ValueType::Str(size) => {
+            ValueType::Str(size) | ValueType::Any(size) => {
                 let dst = self.alloc(size, span)?;
                 let t = self.f.new_reg();
                 for w in 0..size / 8 {
@@ -797,7 +845,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         src: Opnd::V(t),
                     });
                 }
-                Ok(Val::Str { off: dst, size })
+                Ok(buf_val(ty, dst, size))
             }
             ValueType::Nil => Ok(Val::Nil),
             _ => {
@@ -850,6 +898,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let mut binds = Vec::new();
                 for (i, name) in names.iter().enumerate() {
                     let val = vals.get(i).copied().unwrap_or(Val::Nil);
+                    let from = values.get(i).map_or(Ty::Nil, |v| self.ty(v));
                     if top {
                         if let Some(gi) = self
                             .g
@@ -858,6 +907,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             .iter()
                             .position(|g| g.name == name.name)
                         {
+                            let to = self.g.typed.globals[gi].slot.ty;
+                            let val = self.tag_bool(val, from, to, name.span)?;
                             self.store_global(gi as u32, val, name.span)?;
                         }
                         continue;
@@ -866,6 +917,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         continue;
                     };
                     let ty = self.g.typed.var_ty[vid as usize].ty;
+                    let val = self.tag_bool(val, from, ty, name.span)?;
                     let local = self.new_local(ty, name.span)?;
                     binds.push((vid, local, val));
                 }
@@ -880,7 +932,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 for v in values {
                     vals.push(self.expr(v)?);
                 }
-                for (t, v) in targets.iter().zip(vals) {
+                for ((t, v), e) in targets.iter().zip(vals).zip(values) {
+                    let v = self.tag_bool(v, self.ty(e), self.ty(t), t.span)?;
                     self.assign(t, v)?;
                 }
                 Ok(false)
@@ -1103,9 +1156,98 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let off = self.alloc(size, span)?;
                 Local::Buf { off, size }
             }
+            Ty::Any(n) => {
+                let size = 8 + round8(n);
+                let off = self.alloc(size, span)?;
+                Local::Any { off, size }
+            }
             Ty::Table(t) => Local::Table(t),
             _ => Local::Reg(self.f.new_reg()),
         })
+    }
+
+    /// Writes `v` as a tagged value into the buffer at `r10 + doff` (numbers, strings and nil
+    /// get their tag here; booleans come tagged from [`FnLower::tag_bool`]).
+    fn to_any(&mut self, (doff, dsize): (i16, u32), v: Val) {
+        match v {
+            Val::Any { .. } => self.copy_str((doff, dsize), v),
+            Val::Num(o) => {
+                self.zero_buf(doff, dsize);
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off: doff,
+                    src: Opnd::Imm(TAG_NUM as i32),
+                });
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off: doff + 8,
+                    src: o,
+                });
+            }
+            Val::Str { .. } => {
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off: doff,
+                    src: Opnd::Imm(TAG_STR as i32),
+                });
+                self.copy_str((doff + 8, dsize - 8), v);
+            }
+            _ => self.zero_buf(doff, dsize),
+        }
+    }
+
+    /// A boolean headed for a tagged place becomes a tagged boolean (elsewhere booleans are
+    /// numbers 0 and 1, which a tag would print as numbers).
+    fn tag_bool(&mut self, v: Val, from: Ty, to: Ty, span: Span) -> R<Val> {
+        match (v, from, to) {
+            (Val::Num(o), Ty::Bool, Ty::Any(n)) => {
+                let size = 8 + round8(n);
+                let off = self.alloc(size, span)?;
+                self.to_any((off, size), v);
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off,
+                    src: Opnd::Imm(TAG_BOOL as i32),
+                });
+                let _ = o;
+                Ok(Val::Any { off, size })
+            }
+            _ => Ok(v),
+        }
+    }
+
+    /// The number in a tagged value (0 when it holds something else).
+    fn any_num(&mut self, off: i16) -> Opnd {
+        let (tag, v) = (self.f.new_reg(), self.f.new_reg());
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: v,
+            base: Base::Fp,
+            off: off + 8,
+        });
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: tag,
+            base: Base::Fp,
+            off,
+        });
+        let ok = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: tag,
+            b: Opnd::Imm(TAG_NUM as i32),
+            target: ok,
+        });
+        self.push(Inst::Mov {
+            dst: v,
+            src: Opnd::Imm(0),
+        });
+        self.push(Inst::Label(ok));
+        Opnd::V(v)
     }
 
     fn assign_local(&mut self, l: Local, v: Val) {
@@ -1118,6 +1260,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.push(Inst::Mov { dst: r, src });
             }
             Local::Buf { off, size } => self.copy_str((off, size), v),
+            Local::Any { off, size } => self.to_any((off, size), v),
             Local::Table(_) => {}
         }
     }
@@ -1126,6 +1269,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         match l {
             Local::Reg(r) => Val::Num(Opnd::V(r)),
             Local::Buf { off, size } => Val::Str { off, size },
+            Local::Any { off, size } => Val::Any { off, size },
             Local::Table(t) => Val::Table(t),
         }
     }
@@ -1214,6 +1358,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// A stack buffer holding `v` laid out as a map value of type `vt`.
     fn value_buf(&mut self, vt: ValueType, v: Val, span: Span) -> R<i16> {
         match (vt, v) {
+            (ValueType::Any(size), Val::Any { off, size: s }) if s == size => Ok(off),
+            (ValueType::Any(size), v) => {
+                let off = self.alloc(size, span)?;
+                self.to_any((off, size), v);
+                Ok(off)
+            }
             (ValueType::Str(size), _) => self.str_buf(v, size, span),
             (_, v) => {
                 let off = self.alloc(8, span)?;
@@ -1446,6 +1596,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     self.copy_str((off, size), Val::Str { off: cur, size });
                     Local::Buf { off, size }
                 }
+                ValueType::Any(size) => {
+                    let off = self.alloc(size, key.span)?;
+                    self.copy_str((off, size), Val::Any { off: cur, size });
+                    Local::Any { off, size }
+                }
                 _ => {
                     let v = self.f.new_reg();
                     self.push(Inst::Load {
@@ -1471,6 +1626,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     ValueType::Str(size) => {
                         let off = self.alloc(size, value.span)?;
                         Local::Buf { off, size }
+                    }
+                    ValueType::Any(size) => {
+                        let off = self.alloc(size, value.span)?;
+                        Local::Any { off, size }
                     }
                     _ => Local::Reg(self.f.new_reg()),
                 };
@@ -1584,6 +1743,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
                 self.span = e.span;
+                let (a, b) = self.comparable(*op, a, b, e.span)?;
                 match (a, b) {
                     (Val::Num(x), Val::Num(y)) => {
                         let mut bop = match op {
@@ -1664,6 +1824,16 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         self.push(Inst::Label(same));
                         Ok(())
                     }
+                    (Val::Num(_), Val::Str { .. } | Val::Nil)
+                    | (Val::Str { .. } | Val::Nil, Val::Num(_))
+                    | (Val::Str { .. }, Val::Nil)
+                    | (Val::Nil, Val::Str { .. }) => {
+                        // Values of different types are never equal (ktap's rule).
+                        if (op == &BinOp::Ne) == when {
+                            self.push(Inst::Ja { target });
+                        }
+                        Ok(())
+                    }
                     (Val::Nil, Val::Nil) => {
                         if (op == &BinOp::Eq) == when {
                             self.push(Inst::Ja { target });
@@ -1703,6 +1873,51 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             self.push(Inst::Ja { target });
                         }
                     }
+                    (_, Val::Any { off, .. }) => {
+                        // False for nil and for a tagged false; true for everything else.
+                        let (tag, v) = (self.f.new_reg(), self.f.new_reg());
+                        let (truthy, falsy) = (self.f.new_label(), self.f.new_label());
+                        self.push(Inst::Load {
+                            size: BPF_DW,
+                            dst: tag,
+                            base: Base::Fp,
+                            off,
+                        });
+                        self.push(Inst::Load {
+                            size: BPF_DW,
+                            dst: v,
+                            base: Base::Fp,
+                            off: off + 8,
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: tag,
+                            b: Opnd::Imm(TAG_NIL as i32),
+                            target: falsy,
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JNE,
+                            a: tag,
+                            b: Opnd::Imm(TAG_BOOL as i32),
+                            target: truthy,
+                        });
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: v,
+                            b: Opnd::Imm(0),
+                            target: falsy,
+                        });
+                        let out = self.f.new_label();
+                        self.push(Inst::Label(truthy));
+                        self.push(Inst::Ja {
+                            target: if when { target } else { out },
+                        });
+                        self.push(Inst::Label(falsy));
+                        if !when {
+                            self.push(Inst::Ja { target });
+                        }
+                        self.push(Inst::Label(out));
+                    }
                     // Numbers (0 included), strings and tables are true, as in Lua.
                     _ => {
                         if when {
@@ -1715,8 +1930,54 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
     }
 
+    /// Brings two operands of a comparison to one representation: tagged values compare with
+    /// anything by tag and payload (as equal-sized tagged buffers, word by word, like
+    /// strings); `<` and friends take their numbers.
+    fn comparable(&mut self, op: BinOp, a: Val, b: Val, span: Span) -> R<(Val, Val)> {
+        if !matches!(a, Val::Any { .. }) && !matches!(b, Val::Any { .. }) {
+            return Ok((a, b));
+        }
+        if !matches!(op, BinOp::Eq | BinOp::Ne) {
+            let x = match a {
+                Val::Any { off, .. } => self.any_num(off),
+                Val::Num(o) => o,
+                _ => Opnd::Imm(0),
+            };
+            let y = match b {
+                Val::Any { off, .. } => self.any_num(off),
+                Val::Num(o) => o,
+                _ => Opnd::Imm(0),
+            };
+            return Ok((Val::Num(x), Val::Num(y)));
+        }
+        let size = [a, b]
+            .iter()
+            .map(|v| match v {
+                Val::Any { size, .. } => *size,
+                Val::Str { size, .. } => size + 8,
+                _ => 16,
+            })
+            .max()
+            .unwrap_or(16);
+        let mut out = Vec::new();
+        for v in [a, b] {
+            let off = match v {
+                Val::Any { off, size: s } if s == size => off,
+                v => {
+                    let off = self.alloc(size, span)?;
+                    self.to_any((off, size), v);
+                    off
+                }
+            };
+            out.push(Val::Str { off, size });
+        }
+        Ok((out[0], out[1]))
+    }
+
+    /// Whether `if (t[k])` may test only that the entry exists: not when the table can hold
+    /// `false`.
     fn mode_allows_presence(&self, e: &Expr) -> bool {
-        !matches!(self.ty(e), Ty::Bool)
+        !matches!(self.ty(e), Ty::Bool | Ty::Any(_))
     }
 
     /// 1 when the value exists: a table entry is present, a variable is not nil.
@@ -1734,8 +1995,20 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 return Ok(Opnd::V(p));
             }
         }
-        let v = self.expr(e)?;
-        Ok(Opnd::Imm(i32::from(!matches!(v, Val::Nil))))
+        match self.expr(e)? {
+            // A tagged value is nil when its tag is.
+            Val::Any { off, .. } => {
+                let tag = self.f.new_reg();
+                self.push(Inst::Load {
+                    size: BPF_DW,
+                    dst: tag,
+                    base: Base::Fp,
+                    off,
+                });
+                Ok(Opnd::V(tag))
+            }
+            v => Ok(Opnd::Imm(i32::from(!matches!(v, Val::Nil)))),
+        }
     }
 
     fn peek_table(&mut self, obj: &Expr) -> R<Val> {
@@ -1750,6 +2023,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
     fn num(&mut self, e: &Expr) -> R<Opnd> {
         match self.expr(e)? {
             Val::Num(o) => Ok(o),
+            Val::Any { off, .. } => Ok(self.any_num(off)),
             Val::Nil => Ok(Opnd::Imm(0)),
             _ => Err(self.err(e.span, "a number is needed here")),
         }
@@ -1830,7 +2104,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 });
                 let miss = self.f.new_label();
                 match vt {
-                    ValueType::Str(size) => {
+                    ValueType::Str(size) | ValueType::Any(size) => {
                         let off = self.alloc(size, e.span)?;
                         self.zero_buf(off, size);
                         self.push(Inst::Jmp {
@@ -1856,7 +2130,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             });
                         }
                         self.push(Inst::Label(miss));
-                        Ok(Val::Str { off, size })
+                        Ok(buf_val(vt, off, size))
                     }
                     _ => {
                         let v = self.f.new_reg();
@@ -2252,6 +2526,43 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     r
                 }
                 Val::Num(n) => self.decimal(p, n),
+                Val::Any { off, .. } => {
+                    // A number is written out; anything else is its string payload.
+                    let (tag, src) = (self.f.new_reg(), self.f.new_reg());
+                    let (num, join) = (self.f.new_label(), self.f.new_label());
+                    self.push(Inst::Load {
+                        size: BPF_DW,
+                        dst: tag,
+                        base: Base::Fp,
+                        off,
+                    });
+                    self.push(Inst::Jmp {
+                        op: BPF_JEQ,
+                        a: tag,
+                        b: Opnd::Imm(TAG_NUM as i32),
+                        target: num,
+                    });
+                    self.push(Inst::FpAddr {
+                        dst: src,
+                        off: off + 8,
+                    });
+                    self.push(Inst::Ja { target: join });
+                    self.push(Inst::Label(num));
+                    let n = self.f.new_reg();
+                    self.push(Inst::Load {
+                        size: BPF_DW,
+                        dst: n,
+                        base: Base::Fp,
+                        off: off + 8,
+                    });
+                    let d = self.decimal(p, Opnd::V(n));
+                    self.push(Inst::Mov {
+                        dst: src,
+                        src: Opnd::V(d),
+                    });
+                    self.push(Inst::Label(join));
+                    src
+                }
                 _ => continue,
             };
             // Room left: pos < size - 1, so every read gets at least one byte and its NUL.

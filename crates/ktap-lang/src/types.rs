@@ -25,6 +25,9 @@ pub enum Ty {
     Str(u32),
     /// A table (a BPF map), by index into [`Typed::tables`].
     Table(u32),
+    /// A value that is a number, a string or a boolean depending on the run (ktap's dynamic
+    /// typing): tagged, with room for a payload of this many bytes (at least 8).
+    Any(u32),
 }
 
 impl Ty {
@@ -37,6 +40,7 @@ impl Ty {
             Ty::Num => "a number",
             Ty::Str(_) => "a string",
             Ty::Table(_) => "a table",
+            Ty::Any(_) => "a value of several types",
         }
     }
 }
@@ -47,7 +51,18 @@ pub fn join(a: Ty, b: Ty) -> Option<Ty> {
         (Ty::Unknown, x) | (x, Ty::Unknown) | (Ty::Nil, x) | (x, Ty::Nil) => Some(x),
         (Ty::Str(x), Ty::Str(y)) => Some(Ty::Str(x.max(y))),
         (x, y) if x == y => Some(x),
-        _ => None,
+        // A table is a map, not a value: nothing else can share its place (LANGUAGE.md §7.1).
+        (Ty::Table(_), _) | (_, Ty::Table(_)) => None,
+        // Numbers, strings and booleans together: a tagged value big enough for each.
+        (x, y) => Some(Ty::Any(payload(x).max(payload(y)))),
+    }
+}
+
+/// Bytes a value of type `t` needs as the payload of a tagged value.
+fn payload(t: Ty) -> u32 {
+    match t {
+        Ty::Str(n) | Ty::Any(n) => n.max(8),
+        _ => 8,
     }
 }
 
@@ -571,7 +586,7 @@ impl<'l> Checker<'l> {
                 let d = Diagnostic::error(
                     span,
                     format!(
-                        "{} holds {} here but {} elsewhere: one table or variable cannot hold both (not supported yet)",
+                        "{} holds {} here but {} elsewhere: no value can be both (a table is a map, not a value)",
                         what,
                         ty.describe(),
                         cur.ty.describe()
@@ -1018,7 +1033,7 @@ impl<'l> Checker<'l> {
 
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
-            Ty::Num | Ty::Str(_) | Ty::Unknown => {}
+            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) => {}
             other => self.err(
                 span,
                 format!(
@@ -1293,13 +1308,13 @@ impl<'l> Checker<'l> {
                             (Ty::Unknown, _) | (_, Ty::Unknown) | (Ty::Nil, _) | (_, Ty::Nil)
                         ) || join(a, b).is_some();
                         if !comparable {
-                            self.err(e.span, format!("comparing {} with {} is always false: tagged values are not supported yet", a.describe(), b.describe()));
+                            self.err(e.span, format!("comparing {} with {} is always false: compare a table with nil, or its entries", a.describe(), b.describe()));
                         }
                         Ty::Bool
                     }
                     BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
                                 self.err(
                                     s,
                                     format!(
@@ -1316,6 +1331,7 @@ impl<'l> Checker<'l> {
                         let len = |t: Ty| match t {
                             Ty::Str(n) => Some(n - 1),
                             Ty::Num => Some(20),
+                            Ty::Any(n) => Some(n.max(21) - 1),
                             Ty::Unknown => Some(0),
                             _ => None,
                         };
@@ -1336,7 +1352,7 @@ impl<'l> Checker<'l> {
                     }
                     _ => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
                                 self.err(
                                     s,
                                     format!(
@@ -1356,7 +1372,7 @@ impl<'l> Checker<'l> {
                 match op {
                     UnOp::Not => Ty::Bool,
                     UnOp::Neg | UnOp::BitNot => {
-                        if !matches!(t, Ty::Num | Ty::Unknown) {
+                        if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
                             self.err(
                                 expr.span,
                                 format!("this needs a number, not {}", t.describe()),
