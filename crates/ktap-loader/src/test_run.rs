@@ -71,7 +71,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<i64, io::Error> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
-        Ok(rc)
+        Ok(rc as i64)
     }
 }
 
