@@ -166,3 +166,41 @@ pub fn listing(prog: &Program) -> String {
     }
     s
 }
+
+/// The places that hold values of several types and so get a tagged representation, one line
+/// each (`file:line:col: ...`), for `ktap -v`. Empty when the script does not check.
+pub fn tagged_places(source: &Source, kernel: &dyn Kernel, opts: &Options) -> Vec<String> {
+    let Ok(script) = parser::parse(source) else {
+        return Vec::new();
+    };
+    let Ok(typed) = types::check(&script, kernel, &opts.limits) else {
+        return Vec::new();
+    };
+    let place = |span: ktap_bpf::Span| {
+        let (line, col) = source.line_col(span.lo);
+        format!("{}:{}:{}", source.name, line, col)
+    };
+    let mut out = Vec::new();
+    for g in &typed.globals {
+        if let types::Ty::Any(_) = g.slot.ty {
+            out.push(format!(
+                "{}: variable `{}` holds values of several types (tagged)",
+                place(g.span),
+                g.name
+            ));
+        }
+    }
+    for t in &typed.tables {
+        for (what, slot) in [("keys", t.key), ("values", t.value)] {
+            if let types::Ty::Any(_) = slot.ty {
+                out.push(format!(
+                    "{}: the {} of table `{}` are of several types (tagged)",
+                    place(t.span),
+                    what,
+                    t.name
+                ));
+            }
+        }
+    }
+    out
+}
