@@ -1168,7 +1168,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
 
     /// Writes `v` as a tagged value into the buffer at `r10 + doff` (numbers, strings and nil
     /// get their tag here; booleans come tagged from [`FnLower::tag_bool`]).
-    fn to_any(&mut self, (doff, dsize): (i16, u32), v: Val) {
+    fn write_any(&mut self, (doff, dsize): (i16, u32), v: Val) {
         match v {
             Val::Any { .. } => self.copy_str((doff, dsize), v),
             Val::Num(o) => {
@@ -1206,14 +1206,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
             (Val::Num(o), Ty::Bool, Ty::Any(n)) => {
                 let size = 8 + round8(n);
                 let off = self.alloc(size, span)?;
-                self.to_any((off, size), v);
+                self.write_any((off, size), Val::Num(o));
                 self.push(Inst::Store {
                     size: BPF_DW,
                     base: Base::Fp,
                     off,
                     src: Opnd::Imm(TAG_BOOL as i32),
                 });
-                let _ = o;
                 Ok(Val::Any { off, size })
             }
             _ => Ok(v),
@@ -1260,7 +1259,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.push(Inst::Mov { dst: r, src });
             }
             Local::Buf { off, size } => self.copy_str((off, size), v),
-            Local::Any { off, size } => self.to_any((off, size), v),
+            Local::Any { off, size } => self.write_any((off, size), v),
             Local::Table(_) => {}
         }
     }
@@ -1361,7 +1360,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             (ValueType::Any(size), Val::Any { off, size: s }) if s == size => Ok(off),
             (ValueType::Any(size), v) => {
                 let off = self.alloc(size, span)?;
-                self.to_any((off, size), v);
+                self.write_any((off, size), v);
                 Ok(off)
             }
             (ValueType::Str(size), _) => self.str_buf(v, size, span),
@@ -1965,7 +1964,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Val::Any { off, size: s } if s == size => off,
                 v => {
                     let off = self.alloc(size, span)?;
-                    self.to_any((off, size), v);
+                    self.write_any((off, size), v);
                     off
                 }
             };
