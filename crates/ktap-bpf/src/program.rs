@@ -236,6 +236,118 @@ pub enum MapRole {
     Scratch,
     /// Per-CPU counters, one slot per table, of updates dropped because a table was full.
     Drops,
+    /// An aggregation (`s[k] <<< v`): a per-CPU hash whose values have the [`agg`] layout;
+    /// readers merge the CPUs' values with [`agg::merge`].
+    Aggregation,
+    /// One zero-filled array value, the initial value of a new aggregation entry.
+    Zeros,
+}
+
+/// The value layout of aggregation maps, and merging the values of several CPUs.
+pub mod agg {
+    use crate::insn::Endian;
+
+    /// Byte offsets of the fields of an aggregation value (all signed 64-bit).
+    pub const COUNT: u32 = 0;
+    pub const SUM: u32 = 8;
+    pub const MIN: u32 = 16;
+    pub const MAX: u32 = 24;
+    /// Power-of-two histogram buckets follow when the script uses `hist()`: bucket 0 counts
+    /// values ≤ 0, bucket `i` (1..=63) values in `[2^(i-1), 2^i)`.
+    pub const HIST: u32 = 32;
+    pub const BUCKETS: u32 = 64;
+
+    /// The value size, with or without histogram buckets.
+    pub const fn value_size(hist: bool) -> u32 {
+        if hist {
+            HIST + 8 * BUCKETS
+        } else {
+            HIST
+        }
+    }
+
+    fn get(v: &[u8], off: usize, e: Endian) -> i64 {
+        let mut b = [0u8; 8];
+        if let Some(s) = v.get(off..off + 8) {
+            b.copy_from_slice(s);
+        }
+        match e {
+            Endian::Little => i64::from_le_bytes(b),
+            Endian::Big => i64::from_be_bytes(b),
+        }
+    }
+
+    fn put(v: &mut [u8], off: usize, x: i64, e: Endian) {
+        if let Some(s) = v.get_mut(off..off + 8) {
+            s.copy_from_slice(&match e {
+                Endian::Little => x.to_le_bytes(),
+                Endian::Big => x.to_be_bytes(),
+            });
+        }
+    }
+
+    /// Merges per-CPU values (`cpus` values of `size` bytes, each at a multiple of
+    /// `stride`) into one: counts, sums and buckets add up; min and max over the CPUs that
+    /// recorded something.
+    pub fn merge(per_cpu: &[u8], size: usize, stride: usize, e: Endian) -> Vec<u8> {
+        let mut out = vec![0u8; size];
+        let mut seen = false;
+        for cpu in per_cpu.chunks(stride.max(1)) {
+            let count = get(cpu, COUNT as usize, e);
+            if count == 0 {
+                continue;
+            }
+            let (min, max) = (get(cpu, MIN as usize, e), get(cpu, MAX as usize, e));
+            if seen {
+                let (lo, hi) = (
+                    get(&out, MIN as usize, e).min(min),
+                    get(&out, MAX as usize, e).max(max),
+                );
+                put(&mut out, MIN as usize, lo, e);
+                put(&mut out, MAX as usize, hi, e);
+            } else {
+                put(&mut out, MIN as usize, min, e);
+                put(&mut out, MAX as usize, max, e);
+                seen = true;
+            }
+            for off in [COUNT as usize, SUM as usize]
+                .into_iter()
+                .chain((HIST as usize..size).step_by(8))
+            {
+                let total = get(&out, off, e).wrapping_add(get(cpu, off, e));
+                put(&mut out, off, total, e);
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn merges_cpus() {
+            let e = Endian::Little;
+            let size = value_size(true) as usize;
+            let mut a = vec![0u8; size];
+            let mut b = vec![0u8; size];
+            let idle = vec![0u8; size];
+            for (v, (c, s, mn, mx)) in [(&mut a, (2, 10, 3, 7)), (&mut b, (1, -5, -5, -5))] {
+                put(v, COUNT as usize, c, e);
+                put(v, SUM as usize, s, e);
+                put(v, MIN as usize, mn, e);
+                put(v, MAX as usize, mx, e);
+                put(v, HIST as usize + 16, c, e);
+            }
+            let all = [a, idle, b].concat();
+            let m = merge(&all, size, size, e);
+            assert_eq!(get(&m, COUNT as usize, e), 3);
+            assert_eq!(get(&m, SUM as usize, e), 5);
+            assert_eq!(get(&m, MIN as usize, e), -5);
+            assert_eq!(get(&m, MAX as usize, e), 7);
+            assert_eq!(get(&m, HIST as usize + 16, e), 3);
+        }
+    }
 }
 
 /// A value's type as stored in a map key, map value or output record.
@@ -310,6 +422,9 @@ pub enum Action {
     Clear { map: u32 },
     /// `exit([code])`: stop tracing; the optional field is the code.
     Exit,
+    /// `hist(s[k])`: the power-of-two histogram of aggregation `map` under the key in the
+    /// record's one field.
+    Hist { map: u32 },
 }
 
 /// One output format; records start with its index as a u64 in the target's byte order.

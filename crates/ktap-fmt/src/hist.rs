@@ -248,3 +248,55 @@ mod tests {
         );
     }
 }
+
+/// A power-of-two histogram (`hist()`): one row per bucket from the lowest to the highest
+/// that counted anything, labelled by the bucket's smallest value (bucket 0 holds values ≤ 0),
+/// in print_hist's layout.
+pub(crate) fn write_pow2(buckets: &[i64], out: &mut Vec<u8>) {
+    out.extend_from_slice(
+        format!(
+            "{:>KEY_WIDTH$}------------- Distribution ------------- count\n",
+            "value "
+        )
+        .as_bytes(),
+    );
+    let first = buckets.iter().position(|&c| c != 0);
+    let last = buckets.iter().rposition(|&c| c != 0);
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let sum: i128 = buckets.iter().map(|&c| i128::from(c)).sum();
+    for (i, &count) in buckets.iter().enumerate().take(last + 1).skip(first) {
+        let label = if i == 0 {
+            "<= 0".to_string()
+        } else {
+            (1u64 << (i - 1)).to_string()
+        };
+        out.resize(out.len() + KEY_WIDTH.saturating_sub(label.len()), b' ');
+        out.extend_from_slice(label.as_bytes());
+        out.extend_from_slice(format!(" |{}{count:<7}\n", bar(count, sum)).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod pow2_tests {
+    use super::*;
+
+    #[test]
+    fn rows_span_the_counted_buckets() {
+        let mut b = vec![0i64; 64];
+        b[1] = 2; // the value 1
+        b[3] = 2; // values 4..7
+        let mut out = Vec::new();
+        write_pow2(&b, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        assert!(
+            rows[0].trim_start().starts_with("1 |@@@@@@@@@@@@@@@@@@@"),
+            "{text}"
+        );
+        assert!(rows[1].trim_start().starts_with("2 |"), "{text}");
+        assert!(rows[2].trim_start().starts_with("4 |@"), "{text}");
+    }
+}

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use ktap_bpf::{Action, Endian, Format, Program, ValueType, RECORD_HEADER};
+use ktap_bpf::{agg, Action, Endian, Format, Program, ValueType, RECORD_HEADER};
 
-use crate::hist::{write_hist, DEFAULT_TOP};
+use crate::hist::{write_hist, write_pow2, DEFAULT_TOP};
 use crate::printf::{self, Piece, PrintfError};
 use crate::{decode, word, Symbolizer, Value};
 
@@ -178,6 +178,39 @@ impl<S: Symbolizer> Printer<S> {
             Action::Clear { map } => {
                 map_def(prog, id, *map)?;
                 Outcome::Clear(*map)
+            }
+            Action::Hist { map } => {
+                let def = map_def(prog, id, *map)?;
+                // The record carries the key in the map's own layout, so it is compared as bytes.
+                let key = format
+                    .fields
+                    .first()
+                    .and_then(|f| record.get(f.offset as usize..(f.offset + f.ty.size()) as usize))
+                    .unwrap_or_default();
+                let value = maps
+                    .entries(*map)
+                    .into_iter()
+                    .find(|(k, _)| k.as_slice() == key)
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let buckets: Vec<i64> = (0..agg::BUCKETS)
+                    .map(|i| {
+                        word(
+                            value
+                                .get((agg::HIST + 8 * i) as usize..)
+                                .unwrap_or_default(),
+                            endian,
+                        ) as i64
+                    })
+                    .collect();
+                if def.role != ktap_bpf::MapRole::Aggregation {
+                    return Err(FmtError::NotNumbers {
+                        format: id,
+                        map: def.name.clone(),
+                    });
+                }
+                write_pow2(&buckets, &mut text);
+                Outcome::Continue
             }
             Action::Exit => match args.first() {
                 Some(Value::Int(code)) => Outcome::Exit(*code),
