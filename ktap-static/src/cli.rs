@@ -1,8 +1,12 @@
 //! The `ktap` applet's command line, as ktap had it: `ktap [options] FILE [script args]
-//! [-- cmd [args]]` or `ktap [options] -e SCRIPT [-- cmd [args]]`.
+//! [-- cmd [args]]` or `ktap [options] -e SCRIPT [-- cmd [args]]`. FILE may also be an object
+//! `ktapc` compiled elsewhere, recognised by its header and run without compiling.
 
+use crate::loader::TracefsKernel;
 use crate::run::{self, RunArgs};
 use clap::Parser;
+use ktap_bpf::{Program, Target};
+use ktap_object::{Error as ObjectError, KernelDesc, Object};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -33,7 +37,7 @@ struct Cli {
     /// Print each probe's eBPF with the script line it came from, and exit.
     #[arg(short = 'b')]
     bytecode: bool,
-    /// The script file, then its arguments (`arg[1]`, ...).
+    /// The script file (or an object from `ktapc`), then its arguments (`arg[1]`, ...).
     #[arg(
         value_name = "FILE [ARGS]",
         trailing_var_arg = true,
@@ -60,10 +64,46 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         println!("ktap {}", env!("CARGO_PKG_VERSION"));
         return 0;
     }
+    let mut compiled = None;
     let (name, text, script_args) = match (&cli.script, cli.rest.split_first()) {
         (Some(s), _) => ("-e".to_string(), s.clone(), cli.rest.clone()),
-        (None, Some((file, rest))) => match std::fs::read_to_string(file) {
-            Ok(t) => (file.clone(), t, rest.to_vec()),
+        (None, Some((file, rest))) => match std::fs::read(file) {
+            Ok(bytes) if Object::is_object(&bytes) => {
+                if !rest.is_empty() || cli.pid.is_some() {
+                    eprintln!(
+                        "ktap: {file} is compiled: its arguments and -p were fixed by ktapc \
+                         (give them there)"
+                    );
+                    return 2;
+                }
+                match load_object(&bytes) {
+                    Ok(p) => {
+                        let text = p.source.text.clone();
+                        compiled = Some(p);
+                        (file.clone(), text, Vec::new())
+                    }
+                    Err(m) => {
+                        eprintln!("ktap: {file}: {m}");
+                        return 1;
+                    }
+                }
+            }
+            Ok(bytes) if KernelDesc::is_desc(&bytes) => {
+                eprintln!(
+                    "ktap: {file} is a kernel description: compile against it with \
+                     `ktapc --kernel {file}`"
+                );
+                return 1;
+            }
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(t) => (file.clone(), t, rest.to_vec()),
+                Err(_) => {
+                    eprintln!(
+                        "ktap: {file} is neither a script (it is not text) nor a compiled object"
+                    );
+                    return 1;
+                }
+            },
             Err(e) => {
                 eprintln!("ktap: cannot read {}: {}", file, e);
                 return 1;
@@ -86,5 +126,23 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         pid: cli.pid,
         verbose: cli.verbose,
         bytecode: cli.bytecode,
+        compiled,
     })
+}
+
+/// The program in an object file compiled for this machine, once the running kernel's
+/// tracepoints are checked to be laid out as the compiler assumed.
+fn load_object(bytes: &[u8]) -> Result<Program, String> {
+    let obj = Object::decode(bytes, Target::host()).map_err(|e| match e {
+        ObjectError::WrongTarget { .. } => format!(
+            "{e}: compile it with `ktapc --target {}`",
+            Target::host().name()
+        ),
+        e => e.to_string(),
+    })?;
+    if !obj.kernel.formats.is_empty() {
+        let live = TracefsKernel::new().map_err(|e| e.to_string())?;
+        obj.kernel.check(&live)?;
+    }
+    Ok(obj.program)
 }

@@ -1,9 +1,9 @@
 //! The userspace VM's view of the world while a script runs: the live kernel maps of the
 //! loaded session, and output records handed straight to the printer.
 
+use crate::loader::Session;
 use ktap_bpf::Program;
 use ktap_fmt::{MapSource, NoSymbols, Outcome, Printer};
-use ktap_loader::Session;
 use ktap_vm::{Host, ENOENT};
 use std::io::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

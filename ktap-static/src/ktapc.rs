@@ -33,12 +33,9 @@ struct Cli {
     /// Trace only process PID.
     #[arg(short = 'p', value_name = "PID")]
     pid: Option<u32>,
-    /// The script file, then its arguments (`arg[1]`, ...), fixed into the object.
-    #[arg(
-        value_name = "FILE [ARGS]",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// The script file, then its arguments (`arg[1]`, ...), fixed into the object. Options may
+    /// come after the file (unlike `ktap`, nothing here is a workload); `--` ends them.
+    #[arg(value_name = "FILE [ARGS]")]
     rest: Vec<String>,
 }
 
@@ -97,8 +94,8 @@ fn run(cli: Cli) -> Result<(), String> {
     let (name, text, script_args) = match (&cli.script, cli.rest.split_first()) {
         (Some(s), _) => ("-e".to_string(), s.clone(), cli.rest.clone()),
         (None, Some((file, rest))) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read {file}: {e}"))?;
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
             (file.clone(), text, rest.to_vec())
         }
         (None, None) => return Err("no script given (a FILE or -e SCRIPT); try `ktapc -h`".into()),

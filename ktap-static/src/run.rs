@@ -2,10 +2,10 @@
 //! output until Ctrl-C / SIGTERM / `exit()` / the workload's end, detach, run `trace_end`.
 
 use crate::host::{Output, VmHost};
+use crate::loader::{self as ktap_loader, LoadOptions, Session, TracefsKernel};
 use crate::signals;
 use ktap_bpf::{Function, Program, Source, Target, When};
 use ktap_lang::{compile, diag, Options};
-use ktap_loader::{LoadOptions, Session, TracefsKernel};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -25,30 +25,19 @@ pub struct RunArgs {
     pub pid: Option<u32>,
     pub verbose: bool,
     pub bytecode: bool,
+    /// A program `ktapc` compiled ahead of time (from an object file): run without compiling.
+    pub compiled: Option<Program>,
 }
 
 /// Runs a script; returns the process exit code.
-pub fn run(a: RunArgs) -> i32 {
+pub fn run(mut a: RunArgs) -> i32 {
     let t0 = Instant::now();
-    let source = Source {
-        name: a.name.clone(),
-        text: a.text.clone(),
-    };
-    let kernel = match TracefsKernel::new() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("ktap: {}", e);
-            return 1;
-        }
-    };
-    let mut opts = Options::new(Target::host(), a.script_args.clone());
-    opts.limits.pid = a.pid;
-    let prog = match compile(&source, &kernel, &opts) {
-        Ok(p) => p,
-        Err(diags) => {
-            eprint!("{}", diag::render_all(&diags, &source));
-            return 1;
-        }
+    let prog = match a.compiled.take() {
+        Some(p) => p,
+        None => match compile_script(&a) {
+            Some(p) => p,
+            None => return 1,
+        },
     };
     let compiled = t0.elapsed();
     if a.bytecode {
@@ -104,6 +93,30 @@ pub fn run(a: RunArgs) -> i32 {
     }
     session.detach();
     code
+}
+
+/// Compiles the script against the running kernel; `None` once the errors are printed.
+fn compile_script(a: &RunArgs) -> Option<Program> {
+    let source = Source {
+        name: a.name.clone(),
+        text: a.text.clone(),
+    };
+    let kernel = match TracefsKernel::new() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("ktap: {}", e);
+            return None;
+        }
+    };
+    let mut opts = Options::new(Target::host(), a.script_args.clone());
+    opts.limits.pid = a.pid;
+    match compile(&source, &kernel, &opts) {
+        Ok(p) => Some(p),
+        Err(diags) => {
+            eprint!("{}", diag::render_all(&diags, &source));
+            None
+        }
+    }
 }
 
 /// The life of a loaded session; returns the exit code. The session's probes are detached

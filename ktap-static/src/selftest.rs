@@ -153,7 +153,10 @@ fn report() {
                     why: if ok {
                         path.display().to_string()
                     } else {
-                        format!("no {} (the kernel is built without {config})", path.display())
+                        format!(
+                            "no {} (the kernel is built without {config})",
+                            path.display()
+                        )
                     },
                 }
             }
@@ -304,6 +307,9 @@ struct PerfEventAttr {
     rest: [u64; 6],
 }
 
+/// perf_event_open's flag for a close-on-exec descriptor (not in the libc crate).
+const PERF_FLAG_FD_CLOEXEC: libc::c_long = 8;
+
 fn perf_events() -> Check {
     // A software cpu-clock counter on this process: what ktap's profile probes and the VM
     // executor's events are made of, and allowed at every perf_event_paranoid level for root.
@@ -321,7 +327,7 @@ fn perf_events() -> Check {
             0 as libc::c_long,
             -1 as libc::c_long,
             -1 as libc::c_long,
-            libc::PERF_FLAG_FD_CLOEXEC as libc::c_long,
+            PERF_FLAG_FD_CLOEXEC,
         )
     };
     if fd >= 0 {

@@ -34,6 +34,11 @@ impl KernelDesc {
         &self.formats
     }
 
+    /// True when `bytes` are meant to be a description (they start with its magic).
+    pub fn is_desc(bytes: &[u8]) -> bool {
+        Kind::KernelDesc.matches(bytes)
+    }
+
     /// The file's contents.
     pub fn encode(&self) -> Vec<u8> {
         pack(Kind::KernelDesc, self.target, self)
