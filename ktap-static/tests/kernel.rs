@@ -652,3 +652,30 @@ fn values_of_several_types_are_tagged() {
     assert_eq!(text(&out.stdout), "zero\t3\n");
     assert_nothing_left(&text(&out.stderr));
 }
+
+#[test]
+fn aggregations_merge_every_cpu() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var s = {}\ntrace syscalls:sys_enter_read { if (execname == \"ktap-workload\" && args.count == 1000) { s[\"r\"] <<< args.count } }\ntrace_end { print(count(s[\"r\"]), sum(s[\"r\"]), avg(s[\"r\"]), min(s[\"r\"]), max(s[\"r\"])) hist(s[\"r\"]) }",
+        "--",
+        w.to_str().unwrap(),
+        "read",
+        "1000",
+        "50",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    let mut lines = so.lines();
+    assert_eq!(lines.next(), Some("50\t50000\t1000\t1000\t1000"), "{so}");
+    assert!(lines.next().unwrap_or("").contains("Distribution"), "{so}");
+    // 1000 falls in the bucket [512, 1024).
+    let row = lines.next().unwrap_or("");
+    assert!(row.trim_start().starts_with("512 |@"), "{so}");
+    assert!(row.trim_end().ends_with("50"), "{so}");
+    assert_nothing_left(&se);
+}

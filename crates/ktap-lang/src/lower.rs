@@ -15,7 +15,7 @@ use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
 use ktap_bpf::kernel::TpFormat;
 use ktap_bpf::{
-    Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER, TAG_BOOL,
+    agg, Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER, TAG_BOOL,
     TAG_NIL, TAG_NUM, TAG_STR,
 };
 use std::collections::HashMap;
@@ -184,6 +184,8 @@ struct Shared<'a> {
     drops: Option<u32>,
     /// The per-CPU scratch value, when some block needs one.
     scratch: Option<u32>,
+    /// A zero-filled value, the initial value of new aggregation entries.
+    zeros: Option<u32>,
     global_off: Vec<u32>,
     str_cap: u32,
     script_args: Vec<String>,
@@ -207,18 +209,52 @@ impl<'a> Shared<'a> {
             };
             let (key, value) = (vtype(key), vtype(value));
             table_map.push(maps.len() as u32);
+            // An aggregation is per CPU, so recording needs no atomic instruction (the arm32
+            // JIT has no 64-bit atomic add); readers merge the CPUs.
+            let (kind, role, value_size) = match t.agg {
+                Some(_) => (
+                    MapKind::PercpuHash,
+                    MapRole::Aggregation,
+                    agg::value_size(t.hist),
+                ),
+                None => (MapKind::Hash, MapRole::Table, value.size()),
+            };
             maps.push(MapDef {
                 name: t.name.clone(),
-                kind: MapKind::Hash,
-                role: MapRole::Table,
+                kind,
+                role,
                 key,
-                value,
+                value: if t.agg.is_some() {
+                    ValueType::Int
+                } else {
+                    value
+                },
                 key_size: key.size(),
-                value_size: value.size(),
+                value_size,
                 max_entries: t.capacity,
                 span: t.span,
             });
         }
+        let zeros = typed
+            .tables
+            .iter()
+            .filter(|t| t.agg.is_some())
+            .map(|t| agg::value_size(t.hist))
+            .max()
+            .map(|size| {
+                maps.push(MapDef {
+                    name: "ktap_zeros".into(),
+                    kind: MapKind::Array,
+                    role: MapRole::Zeros,
+                    key: ValueType::Int,
+                    value: ValueType::Nil,
+                    key_size: 4,
+                    value_size: size,
+                    max_entries: 1,
+                    span: Span::default(),
+                });
+                maps.len() as u32 - 1
+            });
         let output = maps.len() as u32;
         maps.push(MapDef {
             name: "ktap_output".into(),
@@ -281,6 +317,7 @@ impl<'a> Shared<'a> {
             output,
             globals,
             drops,
+            zeros,
             scratch: None,
             global_off,
             str_cap: limits.str_cap,
@@ -1133,8 +1170,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 Ok(false)
             }
-            StmtKind::Aggregate { target, .. } => {
-                Err(self.err(target.span, "aggregations (`<<<`) are not supported yet"))
+            StmtKind::Aggregate { target, value } => {
+                self.record(target, value)?;
+                Ok(false)
             }
             StmtKind::Function(f) => {
                 Err(self.err(f.span, "functions can only be defined at top level"))
@@ -1498,6 +1536,309 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             _ => Err(self.err(target.span, "cannot add to this expression")),
         }
+    }
+
+    /// `s[k] <<< v`: this CPU's entry (created from the zero value when missing) counts the
+    /// value, adds it to the sum, moves min and max, and, when the script reads `hist()`, adds
+    /// one to its power-of-two bucket.
+    fn record(&mut self, target: &Expr, value: &Expr) -> R<()> {
+        let ExprKind::Index { obj, key } = &target.kind else {
+            return Err(self.err(target.span, "`<<<` records into a table entry"));
+        };
+        let Val::Table(t) = self.expr(obj)? else {
+            return Err(self.err(obj.span, "`<<<` needs a table"));
+        };
+        let map = self.g.table_map[t as usize];
+        let v = self.num(value)?;
+        let v = self.reg(v);
+        let kbuf = self.key(map, key)?;
+        self.span = target.span;
+        let (have, done) = (self.f.new_label(), self.f.new_label());
+        let p = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+            dst: Some(p),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JNE,
+            a: p,
+            b: Opnd::Imm(0),
+            target: have,
+        });
+        let zeros = self.g.zeros.unwrap_or_default();
+        let zkey = self.zero_word();
+        let z = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(zeros), Arg::Fp(zkey)],
+            dst: Some(z),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: z,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        let r = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_UPDATE_ELEM,
+            args: vec![
+                Arg::Map(map),
+                Arg::Fp(kbuf),
+                Arg::V(z),
+                Arg::Imm(BPF_NOEXIST),
+            ],
+            dst: Some(r),
+        });
+        self.count_drop(t, r, target.span)?;
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+            dst: Some(p),
+        });
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        self.push(Inst::Label(have));
+        let ld = |s: &mut Self, dst: VReg, off: u32| {
+            s.push(Inst::Load {
+                size: BPF_DW,
+                dst,
+                base: Base::V(p),
+                off: off as i16,
+            })
+        };
+        let st = |s: &mut Self, off: u32, src: VReg| {
+            s.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(p),
+                off: off as i16,
+                src: Opnd::V(src),
+            })
+        };
+        let (c, x) = (self.f.new_reg(), self.f.new_reg());
+        ld(self, c, agg::COUNT);
+        let not_first = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JNE,
+            a: c,
+            b: Opnd::Imm(0),
+            target: not_first,
+        });
+        st(self, agg::MIN, v);
+        st(self, agg::MAX, v);
+        self.push(Inst::Label(not_first));
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: c,
+            src: Opnd::Imm(1),
+            w32: false,
+        });
+        st(self, agg::COUNT, c);
+        ld(self, x, agg::SUM);
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: x,
+            src: Opnd::V(v),
+            w32: false,
+        });
+        st(self, agg::SUM, x);
+        for (off, op) in [(agg::MIN, BPF_JSLE), (agg::MAX, BPF_JSGE)] {
+            let keep = self.f.new_label();
+            ld(self, x, off);
+            self.push(Inst::Jmp {
+                op,
+                a: x,
+                b: Opnd::V(v),
+                target: keep,
+            });
+            st(self, off, v);
+            self.push(Inst::Label(keep));
+        }
+        if self.g.maps[map as usize].value_size > agg::HIST {
+            // Bucket: 0 for v <= 0, else 1 + floor(log2 v), by a binary search on the bits.
+            let (idx, y, t) = (self.f.new_reg(), self.f.new_reg(), self.f.new_reg());
+            let put = self.f.new_label();
+            self.push(Inst::Mov {
+                dst: idx,
+                src: Opnd::Imm(0),
+            });
+            self.push(Inst::Jmp {
+                op: BPF_JSLE,
+                a: v,
+                b: Opnd::Imm(0),
+                target: put,
+            });
+            self.push(Inst::Mov {
+                dst: idx,
+                src: Opnd::Imm(1),
+            });
+            self.push(Inst::Mov {
+                dst: y,
+                src: Opnd::V(v),
+            });
+            for sh in [32, 16, 8, 4, 2, 1] {
+                let skip = self.f.new_label();
+                self.push(Inst::Mov {
+                    dst: t,
+                    src: Opnd::V(y),
+                });
+                self.push(Inst::Alu {
+                    op: BPF_RSH,
+                    dst: t,
+                    src: Opnd::Imm(sh),
+                    w32: false,
+                });
+                self.push(Inst::Jmp {
+                    op: BPF_JEQ,
+                    a: t,
+                    b: Opnd::Imm(0),
+                    target: skip,
+                });
+                self.push(Inst::Mov {
+                    dst: y,
+                    src: Opnd::V(t),
+                });
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: idx,
+                    src: Opnd::Imm(sh),
+                    w32: false,
+                });
+                self.push(Inst::Label(skip));
+            }
+            self.push(Inst::Label(put));
+            // The clamp lets the kernel's verifier bound the bucket's address.
+            let fine = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JLE,
+                a: idx,
+                b: Opnd::Imm(agg::BUCKETS as i32 - 1),
+                target: fine,
+            });
+            self.push(Inst::Mov {
+                dst: idx,
+                src: Opnd::Imm(agg::BUCKETS as i32 - 1),
+            });
+            self.push(Inst::Label(fine));
+            self.push(Inst::Alu {
+                op: BPF_LSH,
+                dst: idx,
+                src: Opnd::Imm(3),
+                w32: false,
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: idx,
+                src: Opnd::V(p),
+                w32: false,
+            });
+            self.push(Inst::Load {
+                size: BPF_DW,
+                dst: x,
+                base: Base::V(idx),
+                off: agg::HIST as i16,
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: x,
+                src: Opnd::Imm(1),
+                w32: false,
+            });
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(idx),
+                off: agg::HIST as i16,
+                src: Opnd::V(x),
+            });
+        }
+        self.push(Inst::Label(done));
+        Ok(())
+    }
+
+    /// `count(s[k])` and friends (userspace): the merged entry's field, 0 when absent.
+    fn agg_read(&mut self, name: &str, arg: &Expr) -> R<Val> {
+        let ExprKind::Index { obj, key } = &arg.kind else {
+            return Err(self.err(arg.span, "an aggregation entry is needed here"));
+        };
+        let Val::Table(t) = self.expr(obj)? else {
+            return Err(self.err(obj.span, "not a table"));
+        };
+        let map = self.g.table_map[t as usize];
+        let kbuf = self.key(map, key)?;
+        if name == "hist" {
+            let kt = self.g.maps[map as usize].key;
+            let fields = vec![Field {
+                offset: RECORD_HEADER,
+                ty: kt,
+            }];
+            let size = RECORD_HEADER + kt.size();
+            let id = self.g.format(Action::Hist { map }, fields, size, arg.span);
+            let rec = self.alloc(size, arg.span)?;
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::Fp,
+                off: rec,
+                src: Opnd::Imm(id as i32),
+            });
+            self.copy_str(
+                (rec + 8, kt.size()),
+                Val::Str {
+                    off: kbuf,
+                    size: kt.size(),
+                },
+            );
+            self.emit_output(rec, size);
+            return Ok(Val::Nil);
+        }
+        let p = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
+            dst: Some(p),
+        });
+        let (c, x) = (self.f.new_reg(), self.f.new_reg());
+        self.push(Inst::Mov {
+            dst: x,
+            src: Opnd::Imm(0),
+        });
+        let miss = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: miss,
+        });
+        let off = match name {
+            "count" => agg::COUNT,
+            "min" => agg::MIN,
+            "max" => agg::MAX,
+            _ => agg::SUM,
+        };
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: x,
+            base: Base::V(p),
+            off: off as i16,
+        });
+        if name == "avg" {
+            self.push(Inst::Load {
+                size: BPF_DW,
+                dst: c,
+                base: Base::V(p),
+                off: agg::COUNT as i16,
+            });
+            let Val::Num(q) = self.signed_divmod(x, Opnd::V(c), false)? else {
+                return Err(self.err(arg.span, "internal: avg"));
+            };
+            self.push(Inst::Mov { dst: x, src: q });
+        }
+        self.push(Inst::Label(miss));
+        Ok(Val::Num(Opnd::V(x)))
     }
 
     /// After a table update that returned `ret`: when the table was full (`-E2BIG`), counts
@@ -2982,6 +3323,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
         for ((v, _), f) in vals.iter().zip(&fields) {
             self.store_val(Base::Fp, rec + f.offset as i16, f.ty, *v);
         }
+        self.emit_output(rec, size);
+        Ok(())
+    }
+
+    /// Hands the record at `r10 + rec` to userspace through the output buffer.
+    fn emit_output(&mut self, rec: i16, size: u32) {
         let out = self.g.output;
         self.push(Inst::Call {
             helper: h::PERF_EVENT_OUTPUT,
@@ -2994,7 +3341,6 @@ impl<'s, 'a> FnLower<'s, 'a> {
             ],
             dst: None,
         });
-        Ok(())
     }
 
     fn builtin(&mut self, e: &Expr, name: &str, args: &[Expr]) -> R<Val> {
@@ -3200,6 +3546,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.const_str(off, 16, name.as_bytes());
                 Ok(Val::Str { off, size: 16 })
             }
+            "count" | "sum" | "avg" | "min" | "max" | "hist" => self.agg_read(name, &args[0]),
             other => Err(self.err(e.span, format!("`{}` is not supported yet", other))),
         }
     }

@@ -90,6 +90,10 @@ pub struct TableInfo {
     pub key: Slot,
     pub value: Slot,
     pub capacity: u32,
+    /// Where `<<<` first records into it, when it is an aggregation.
+    pub agg: Option<Span>,
+    /// `hist()` reads it, so its values carry histogram buckets.
+    pub hist: bool,
 }
 
 /// A global variable (top-level `var`, or a name assigned without `var`).
@@ -255,6 +259,7 @@ pub fn check(
         scopes: Vec::new(),
         func_stack: Vec::new(),
         func_names: HashMap::new(),
+        agg_arg: false,
     };
     c.expand_events(script, kernel);
     c.collect_functions(script);
@@ -296,6 +301,9 @@ struct Checker<'l> {
     scopes: Vec<HashMap<String, VarId>>,
     func_stack: Vec<FuncId>,
     func_names: HashMap<String, FuncId>,
+    /// Inside the argument of count()/sum()/avg()/min()/max()/hist(), where an aggregation
+    /// entry may be named.
+    agg_arg: bool,
 }
 
 /// The candidates nearest to `name` (at most three, all at the best distance found), if that
@@ -629,6 +637,8 @@ impl<'l> Checker<'l> {
             key: Slot::default(),
             value: Slot::default(),
             capacity,
+            agg: None,
+            hist: false,
         });
         self.changed = true;
         (self.t.tables.len() - 1) as u32
@@ -754,8 +764,57 @@ impl<'l> Checker<'l> {
                 }
                 self.store_target(target, Ty::Num, value.span, ctx, true);
             }
-            StmtKind::Aggregate { target, .. } => {
-                self.err(target.span, "aggregations (`<<<`) are not supported yet");
+            StmtKind::Aggregate { target, value } => {
+                let vty = self.expr(value, ctx);
+                if !matches!(vty, Ty::Num | Ty::Unknown) {
+                    self.err(
+                        value.span,
+                        format!("`<<<` records numbers, not {}", vty.describe()),
+                    );
+                }
+                let ExprKind::Index { obj, key } = &target.kind else {
+                    self.err(
+                        target.span,
+                        "`<<<` records into a table entry: `s[key] <<< value`",
+                    );
+                    return;
+                };
+                let t = match self.expr(obj, ctx) {
+                    Ty::Table(t) => t,
+                    Ty::Unknown => return,
+                    other => {
+                        self.err(
+                            obj.span,
+                            format!("`<<<` needs a table, not {}", other.describe()),
+                        );
+                        return;
+                    }
+                };
+                if self.t.tables[t as usize].agg.is_none() {
+                    self.t.tables[t as usize].agg = Some(target.span);
+                    self.changed = true;
+                }
+                let kty = self.expr(key, ctx);
+                self.check_key(kty, key.span);
+                let name = self.t.tables[t as usize].name.clone();
+                self.join_into(
+                    SlotRef::Key(t),
+                    kty,
+                    key.span,
+                    &format!("the keys of table `{}`", name),
+                );
+                let v = self.t.tables[t as usize].value;
+                if v.ty != Ty::Unknown {
+                    let d = Diagnostic::error(
+                        target.span,
+                        format!(
+                            "table `{}` is an aggregation here but holds values elsewhere",
+                            name
+                        ),
+                    )
+                    .with_note(v.origin, "a value stored here");
+                    self.error(d);
+                }
             }
             StmtKind::Expr(e) => {
                 if !matches!(e.kind, ExprKind::Call { .. }) {
@@ -1247,6 +1306,17 @@ impl<'l> Checker<'l> {
                     key.span,
                     &format!("the keys of table `{}`", name),
                 );
+                if let (Some(at), false) = (self.t.tables[t as usize].agg, self.agg_arg) {
+                    let d = Diagnostic::error(
+                        e.span,
+                        format!(
+                            "`{}` is an aggregation: read it with count(), sum(), avg(), min(), max() or hist()",
+                            name
+                        ),
+                    )
+                    .with_note(at, "recorded here");
+                    self.error(d);
+                }
                 self.t.tables[t as usize].value.ty
             }
             ExprKind::Field { obj, name } => {
@@ -1433,7 +1503,13 @@ impl<'l> Checker<'l> {
             }
         };
         self.t.bindings.insert(callee.id, b);
+        let reads_agg = matches!(
+            b,
+            Binding::Builtin("count" | "sum" | "avg" | "min" | "max" | "hist")
+        );
+        let saved = std::mem::replace(&mut self.agg_arg, reads_agg);
         let tys: Vec<Ty> = args.iter().map(|a| self.expr(a, ctx)).collect();
+        self.agg_arg = saved;
         match b {
             Binding::Func(f) => self.user_call(e, f, args, &tys, ctx),
             Binding::Builtin(name) => self.builtin_call(e, name, args, &tys, ctx),
@@ -1626,6 +1702,41 @@ impl<'l> Checker<'l> {
                     "`table.new` can only initialise a top-level variable",
                 );
                 Ty::Unknown
+            }
+            "count" | "sum" | "avg" | "min" | "max" | "hist" => {
+                if !arity(self, 1, 1) {
+                    return Ty::Unknown;
+                }
+                let table = match &args[0].kind {
+                    ExprKind::Index { obj, .. } => match self.t.expr_ty.get(&obj.id) {
+                        Some(Ty::Table(t)) => Some(*t),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                match table {
+                    Some(t) if self.t.tables[t as usize].agg.is_some() => {
+                        if name == "hist" && !self.t.tables[t as usize].hist {
+                            self.t.tables[t as usize].hist = true;
+                            self.changed = true;
+                        }
+                    }
+                    _ => self.err(
+                        args[0].span,
+                        format!("`{}` reads an aggregation entry: `{}(s[key])` where `s[key] <<< value` records", name, name),
+                    ),
+                }
+                if ctx.mode == Mode::Kernel && name != "hist" {
+                    self.err(
+                        e.span,
+                        format!("`{}` merges every CPU's share, so it runs in userspace only (tick, trace_end)", name),
+                    );
+                }
+                if name == "hist" {
+                    Ty::Nil
+                } else {
+                    Ty::Num
+                }
             }
             other => {
                 self.err(e.span, format!("`{}` is not supported yet", other));

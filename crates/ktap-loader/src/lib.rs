@@ -60,6 +60,9 @@ struct MapSlot {
     max_entries: u32,
     /// `None` for the output map, which belongs to the perf buffers.
     data: Option<MapData>,
+    /// For aggregations, the size of one value: lookups return the CPUs' values merged into
+    /// one, and updates store the value as CPU 0's share.
+    merged: Option<usize>,
 }
 
 /// A kernel attachment (an aya link), held only so that dropping it detaches.
@@ -167,6 +170,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
             value_len,
             max_entries,
             data,
+            merged: (def.role == MapRole::Aggregation).then_some(def.value_size as usize),
         });
     }
 
@@ -377,7 +381,9 @@ impl Session {
     /// takes it: the map's value size, or for per-CPU maps one value rounded up to 8 bytes
     /// for each possible CPU, in CPU order.
     pub fn value_len(&self, map: u32) -> Option<usize> {
-        self.maps.get(map as usize).map(|m| m.value_len)
+        self.maps
+            .get(map as usize)
+            .map(|m| m.merged.unwrap_or(m.value_len))
     }
 
     fn slot(&self, map: u32) -> Result<(&MapSlot, &MapData), LoadError> {
@@ -422,7 +428,12 @@ impl Session {
         Self::check_len(slot, "key", key.len(), slot.key_size)?;
         let mut value = vec![0; slot.value_len];
         match maps::lookup(data.fd().as_fd(), key, &mut value) {
-            Ok(true) => Ok(Some(value)),
+            Ok(true) => Ok(Some(match slot.merged {
+                Some(size) => {
+                    ktap_bpf::agg::merge(&value, size, size.next_multiple_of(8), Endian::host())
+                }
+                None => value,
+            })),
             Ok(false) => Ok(None),
             Err(e) => Err(Self::access_error(slot, "lookup", e)),
         }
@@ -434,7 +445,20 @@ impl Session {
     pub fn update(&self, map: u32, key: &[u8], value: &[u8], flags: u64) -> Result<i64, LoadError> {
         let (slot, data) = self.slot(map)?;
         Self::check_len(slot, "key", key.len(), slot.key_size)?;
-        Self::check_len(slot, "value", value.len(), slot.value_len)?;
+        let spread;
+        let value = match slot.merged {
+            Some(size) => {
+                Self::check_len(slot, "value", value.len(), size)?;
+                let mut all = vec![0; slot.value_len];
+                all[..size].copy_from_slice(value);
+                spread = all;
+                &spread[..]
+            }
+            None => {
+                Self::check_len(slot, "value", value.len(), slot.value_len)?;
+                value
+            }
+        };
         Ok(match maps::update(data.fd().as_fd(), key, value, flags) {
             Ok(()) => 0,
             Err(e) => -i64::from(e),
