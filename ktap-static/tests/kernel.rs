@@ -679,3 +679,28 @@ fn aggregations_merge_every_cpu() {
     assert!(row.trim_end().ends_with("50"), "{so}");
     assert_nothing_left(&se);
 }
+
+#[test]
+fn event_filters_run_in_the_probe() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var n = 0 trace syscalls:sys_enter_read /count == 777/ { n += 1 }\ntrace syscalls:sys_enter_openat /filename ~ \"/etc/host*\"/ { printf(\"%s\\n\", user_string(args.filename)) }\ntrace_end { print(n) }",
+        "--",
+        w.to_str().unwrap(),
+        "read",
+        "777",
+        "9",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so.lines().last(), Some("9"), "{so}");
+    assert!(
+        so.lines().all(|l| l == "9" || l.starts_with("/etc/host")),
+        "{so}"
+    );
+    assert_nothing_left(&se);
+}

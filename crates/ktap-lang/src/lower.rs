@@ -87,8 +87,11 @@ pub fn lower(
                        mode: Mode,
                        stmts: &[&Stmt],
                        span: Span,
-                       event: Option<&TpFormat>| {
-            match FnLower::new(g, mode, event).run(stmts, span) {
+                       event: Option<&TpFormat>,
+                       filter: Option<&FilterExpr>| {
+            let mut f = FnLower::new(g, mode, event);
+            f.filter = filter;
+            match f.run(stmts, span) {
                 Ok(ir) => blocks.push(LoweredBlock { kind, ir, span }),
                 Err(d) => errors.push(d),
             }
@@ -110,6 +113,7 @@ pub fn lower(
                         &stmts,
                         tr.span,
                         Some(ev),
+                        tr.filter.as_ref().map(|f| &f.expr),
                     );
                 }
             }
@@ -124,6 +128,7 @@ pub fn lower(
                     &stmts,
                     *span,
                     None,
+                    None,
                 );
             }
             Item::Tick { period, body, span } => {
@@ -137,11 +142,20 @@ pub fn lower(
                     &stmts,
                     *span,
                     None,
+                    None,
                 );
             }
             Item::TraceEnd { body, span } => {
                 let stmts: Vec<&Stmt> = body.stmts.iter().collect();
-                run(&mut g, BlockKind::End, Mode::User, &stmts, *span, None);
+                run(
+                    &mut g,
+                    BlockKind::End,
+                    Mode::User,
+                    &stmts,
+                    *span,
+                    None,
+                    None,
+                );
             }
         }
     }
@@ -391,6 +405,8 @@ struct FnLower<'s, 'a> {
     f: IrFunc,
     mode: Mode,
     event: Option<&'s TpFormat>,
+    /// The trace block's `/filter/`: events it rejects end at entry.
+    filter: Option<&'s FilterExpr>,
     ctx: VReg,
     /// The globals' address, looked up once at entry when the block needs it.
     gp: Option<VReg>,
@@ -414,6 +430,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             f: IrFunc::default(),
             mode,
             event,
+            filter: None,
             ctx: 0,
             gp: None,
             sp: 0,
@@ -453,6 +470,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
             });
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
+        }
+        if let Some(filter) = self.filter {
+            let pass = self.f.new_label();
+            self.filter_cond(filter, true, pass)?;
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(pass));
         }
         if self.g.globals.is_some() && stmts.iter().any(|s| self.uses_globals_stmt(s)) {
             let gmap = self.g.globals.unwrap_or_default();
@@ -1535,6 +1558,177 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Ok(())
             }
             _ => Err(self.err(target.span, "cannot add to this expression")),
+        }
+    }
+
+    /// Jumps to `target` when the event filter's truth equals `when` (the kernel's filter
+    /// language: fields compared with constants, `~` a glob of the form `text` or `prefix*`).
+    fn filter_cond(&mut self, f: &FilterExpr, when: bool, target: Label) -> R<()> {
+        match f {
+            FilterExpr::Not(e) => self.filter_cond(e, !when, target),
+            FilterExpr::And(a, b) | FilterExpr::Or(a, b) => {
+                let and = matches!(f, FilterExpr::And(..));
+                if and != when {
+                    // (a && b) false: either false; (a || b) true: either true.
+                    self.filter_cond(a, when, target)?;
+                    self.filter_cond(b, when, target)
+                } else {
+                    let skip = self.f.new_label();
+                    self.filter_cond(a, !when, skip)?;
+                    self.filter_cond(b, when, target)?;
+                    self.push(Inst::Label(skip));
+                    Ok(())
+                }
+            }
+            FilterExpr::Cmp {
+                field,
+                op,
+                value,
+                span,
+            } => {
+                self.span = *span;
+                let tp = self.event.and_then(|ev| ev.field(&field.name)).cloned();
+                match value {
+                    FilterValue::Num(n) => {
+                        let v = if field.name == "common_pid" {
+                            // The record's pid is the thread's id.
+                            let r = self.f.new_reg();
+                            self.push(Inst::Call {
+                                helper: h::GET_CURRENT_PID_TGID,
+                                args: vec![],
+                                dst: Some(r),
+                            });
+                            self.push(Inst::Alu {
+                                op: BPF_AND,
+                                dst: r,
+                                src: Opnd::Imm(-1),
+                                w32: true,
+                            });
+                            Opnd::V(r)
+                        } else {
+                            match self.tp_field(tp.as_ref(), Ty::Num, *span)? {
+                                Val::Num(o) => o,
+                                _ => Opnd::Imm(0),
+                            }
+                        };
+                        let a = self.reg(v);
+                        let b = self.konst(*n);
+                        if *op == FilterOp::BitAnd {
+                            let t = self.f.new_reg();
+                            self.push(Inst::Mov {
+                                dst: t,
+                                src: Opnd::V(a),
+                            });
+                            self.push(Inst::Alu {
+                                op: BPF_AND,
+                                dst: t,
+                                src: b,
+                                w32: false,
+                            });
+                            self.push(Inst::Jmp {
+                                op: if when { BPF_JNE } else { BPF_JEQ },
+                                a: t,
+                                b: Opnd::Imm(0),
+                                target,
+                            });
+                            return Ok(());
+                        }
+                        let mut j = match op {
+                            FilterOp::Eq => BPF_JEQ,
+                            FilterOp::Ne => BPF_JNE,
+                            FilterOp::Lt => BPF_JSLT,
+                            FilterOp::Le => BPF_JSLE,
+                            FilterOp::Gt => BPF_JSGT,
+                            _ => BPF_JSGE,
+                        };
+                        if !when {
+                            j = negate(j);
+                        }
+                        self.push(Inst::Jmp {
+                            op: j,
+                            a,
+                            b,
+                            target,
+                        });
+                        Ok(())
+                    }
+                    FilterValue::Str(text) => {
+                        let cap = round8(self.g.str_cap);
+                        let sv = match &tp {
+                            Some(f) if f.is_string_pointer() => {
+                                let addr = match self.tp_field(Some(f), Ty::Num, *span)? {
+                                    Val::Num(o) => o,
+                                    _ => Opnd::Imm(0),
+                                };
+                                let off = self.alloc(cap, *span)?;
+                                self.zero_buf(off, cap);
+                                let a = self.reg(addr);
+                                // Syscall arguments point into the caller's memory.
+                                let helper = if self.event.is_some_and(|e| e.category == "syscalls")
+                                {
+                                    h::PROBE_READ_USER_STR
+                                } else {
+                                    h::PROBE_READ_KERNEL_STR
+                                };
+                                self.push(Inst::Call {
+                                    helper,
+                                    args: vec![Arg::Fp(off), Arg::Imm(cap as i64), Arg::V(a)],
+                                    dst: None,
+                                });
+                                Val::Str { off, size: cap }
+                            }
+                            Some(f) => self.tp_field(Some(f), Ty::Str(f.size), *span)?,
+                            None => {
+                                let off = self.alloc(8, *span)?;
+                                self.zero_buf(off, 8);
+                                Val::Str { off, size: 8 }
+                            }
+                        };
+                        let Val::Str { off, size } = sv else {
+                            return Err(self.err(*span, "internal: filter string"));
+                        };
+                        let bytes = text.as_bytes();
+                        let (prefix, exact) = match (op, bytes.strip_suffix(b"*")) {
+                            (FilterOp::Glob, Some(p)) => (p, false),
+                            _ => (bytes, true),
+                        };
+                        // Compare byte by byte: equal means every prefix byte matches and,
+                        // for an exact match, a NUL follows.
+                        let want_eq = !matches!(op, FilterOp::Ne);
+                        let (differ, same) = (self.f.new_label(), self.f.new_label());
+                        let b = self.f.new_reg();
+                        let n = prefix.len().min(size as usize - 1);
+                        let mut check = prefix[..n].to_vec();
+                        if exact {
+                            check.push(0);
+                        }
+                        for (i, c) in check.iter().enumerate().take(size as usize) {
+                            self.push(Inst::Load {
+                                size: BPF_B,
+                                dst: b,
+                                base: Base::Fp,
+                                off: off + i as i16,
+                            });
+                            self.push(Inst::Jmp {
+                                op: BPF_JNE,
+                                a: b,
+                                b: Opnd::Imm(i32::from(*c)),
+                                target: differ,
+                            });
+                        }
+                        if want_eq == when {
+                            self.push(Inst::Ja { target });
+                            self.push(Inst::Label(differ));
+                        } else {
+                            self.push(Inst::Ja { target: same });
+                            self.push(Inst::Label(differ));
+                            self.push(Inst::Ja { target });
+                        }
+                        self.push(Inst::Label(same));
+                        Ok(())
+                    }
+                }
+            }
         }
     }
 

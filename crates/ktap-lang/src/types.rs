@@ -442,10 +442,7 @@ impl<'l> Checker<'l> {
                 ));
             }
             if let Some(f) = &tr.filter {
-                self.errors.push(Diagnostic::error(
-                    f.span,
-                    "event filters are not supported yet",
-                ));
+                self.check_filter(&f.expr, &events);
             }
             events.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
             events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
@@ -461,6 +458,88 @@ impl<'l> Checker<'l> {
                     probename_cap,
                 },
             );
+        }
+    }
+
+    /// An event filter names fields of these events and compares them with constants of
+    /// their kind; `~` takes a string field and a glob `text` or `prefix*`.
+    fn check_filter(&mut self, f: &FilterExpr, events: &[TpFormat]) {
+        match f {
+            FilterExpr::Not(e) => self.check_filter(e, events),
+            FilterExpr::And(a, b) | FilterExpr::Or(a, b) => {
+                self.check_filter(a, events);
+                self.check_filter(b, events);
+            }
+            FilterExpr::Cmp {
+                field, op, value, ..
+            } => {
+                let is_str = if field.name == "common_pid" {
+                    Some(false)
+                } else {
+                    events
+                        .iter()
+                        .find_map(|ev| ev.field(&field.name))
+                        .map(|f| f.is_string_pointer() || f.is_char_array())
+                };
+                let Some(is_str) = is_str else {
+                    if events.is_empty() {
+                        return;
+                    }
+                    let names: Vec<&str> = events
+                        .iter()
+                        .flat_map(|ev| ev.fields.iter().map(|f| f.name.as_str()))
+                        .collect();
+                    let near = suggest(&field.name, names.into_iter());
+                    let mut msg = format!("no event here has a field `{}`", field.name);
+                    if let Some(n) = near.first() {
+                        msg.push_str(&format!("; did you mean `{}`?", n));
+                    }
+                    self.errors.push(Diagnostic::error(field.span, msg));
+                    return;
+                };
+                if field.name.starts_with("common_") && field.name != "common_pid" {
+                    self.errors.push(Diagnostic::error(
+                        field.span,
+                        format!("filtering on `{}` is not supported yet", field.name),
+                    ));
+                }
+                match (value, is_str) {
+                    (FilterValue::Str(text), true) => {
+                        let body = text.strip_suffix('*').unwrap_or(text);
+                        let glob_ok = !body.contains(['*', '?', '[']);
+                        if !matches!(op, FilterOp::Eq | FilterOp::Ne | FilterOp::Glob) {
+                            self.errors.push(Diagnostic::error(
+                                field.span,
+                                "strings are compared with ==, != or ~",
+                            ));
+                        } else if !glob_ok || (text.ends_with('*') && *op != FilterOp::Glob) {
+                            self.errors.push(Diagnostic::error(
+                                field.span,
+                                format!("the pattern \"{}\" is not supported yet: use `text` or `prefix*`", text),
+                            ));
+                        }
+                    }
+                    (FilterValue::Num(_), false) => {
+                        if *op == FilterOp::Glob {
+                            self.errors.push(Diagnostic::error(
+                                field.span,
+                                format!("`~` matches strings, and `{}` is a number", field.name),
+                            ));
+                        }
+                    }
+                    (FilterValue::Str(_), false) => self.errors.push(Diagnostic::error(
+                        field.span,
+                        format!("`{}` is a number: compare it with a number", field.name),
+                    )),
+                    (FilterValue::Num(_), true) => self.errors.push(Diagnostic::error(
+                        field.span,
+                        format!(
+                            "`{}` is a string: compare it with a quoted string",
+                            field.name
+                        ),
+                    )),
+                }
+            }
         }
     }
 
