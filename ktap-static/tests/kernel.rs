@@ -704,3 +704,32 @@ fn event_filters_run_in_the_probe() {
     );
     assert_nothing_left(&se);
 }
+
+#[test]
+fn sample_read_hist_aggregates() {
+    let so = sample_run("syscalls/read_hist.kp", &[], &["read", "4096", "20"]);
+    let line = so
+        .lines()
+        .find(|l| l.starts_with("ktap-workload "))
+        .unwrap_or_else(|| panic!("no ktap-workload line:\n{so}"));
+    assert!(line.contains("max     4096"), "{line}");
+    assert!(
+        so.lines().any(|l| l.trim_start().starts_with("4096 |@")),
+        "{so}"
+    );
+}
+
+#[test]
+fn sample_etc_opens_filters_in_the_kernel() {
+    let so = sample_run(
+        "syscalls/etc_opens.kp",
+        &[],
+        &["open", "/etc/hostname", "3"],
+    );
+    assert_eq!(
+        hist_count(&so, "ktap-workload /etc/hostname"),
+        Some(3),
+        "{so}"
+    );
+    assert!(so.lines().skip(1).all(|l| l.contains("/etc/")), "{so}");
+}
