@@ -25,7 +25,6 @@ const CURRENT_CPU: i64 = 0xffff_ffff;
 /// `map_update_elem` flags.
 const BPF_ANY: i64 = 0;
 const BPF_NOEXIST: i64 = 1;
-const EEXIST: i32 = 17;
 const E2BIG: i32 = 7;
 /// Bytes of the per-CPU scratch value: a string being assembled may spill a whole string past
 /// its end in the verifier's worst case (offset < cap, size ≤ cap), then 24 bytes of digits.
@@ -1487,10 +1486,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
                 let amount = self.reg(amount);
-                // Hit: add in place, atomically. Miss: insert the amount; if another CPU inserted
-                // the key meanwhile (EEXIST), look it up again and add.
-                let (hit, done, retry) =
-                    (self.f.new_label(), self.f.new_label(), self.f.new_label());
+                // Hit: add in place, atomically. Miss: insert a zero (if another CPU inserted
+                // the key meanwhile, that fails harmlessly with EEXIST), look the entry up
+                // again and add to it: one path, exact under concurrency.
+                let (hit, done) = (self.f.new_label(), self.f.new_label());
                 let p = self.f.new_reg();
                 self.push(Inst::Call {
                     helper: h::MAP_LOOKUP_ELEM,
@@ -1508,7 +1507,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     size: BPF_DW,
                     base: Base::Fp,
                     off: vbuf,
-                    src: Opnd::V(amount),
+                    src: Opnd::Imm(0),
                 });
                 let r = self.f.new_reg();
                 self.push(Inst::Call {
@@ -1521,33 +1520,18 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     ],
                     dst: Some(r),
                 });
-                self.push(Inst::Jmp {
-                    op: BPF_JEQ,
-                    a: r,
-                    b: Opnd::Imm(-EEXIST),
-                    target: retry,
-                });
                 self.count_drop(t, r, target.span)?;
-                self.push(Inst::Ja { target: done });
-                self.push(Inst::Label(retry));
-                let p2 = self.f.new_reg();
                 self.push(Inst::Call {
                     helper: h::MAP_LOOKUP_ELEM,
                     args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                    dst: Some(p2),
+                    dst: Some(p),
                 });
                 self.push(Inst::Jmp {
                     op: BPF_JEQ,
-                    a: p2,
+                    a: p,
                     b: Opnd::Imm(0),
                     target: done,
                 });
-                self.push(Inst::AtomicAdd {
-                    base: p2,
-                    off: 0,
-                    src: amount,
-                });
-                self.push(Inst::Ja { target: done });
                 self.push(Inst::Label(hit));
                 self.push(Inst::AtomicAdd {
                     base: p,
