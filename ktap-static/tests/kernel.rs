@@ -226,9 +226,11 @@ fn count_by_proc_sample_sees_the_workload() {
         "-q must silence the banner: {so}"
     );
     let n = hist_count(&so, "ktap-workload").unwrap_or(0);
-    // The workload also makes the syscalls of its own start-up (the dynamic loader's).
+    // The workload also makes the syscalls of its own start-up (the dynamic loader's), and
+    // other programs may share its name, so this is a lower bound;
+    // counts_one_syscall_exactly_and_cleans_up checks exactness.
     assert!(
-        (2000..2500).contains(&n),
+        n >= 2000,
         "ktap-workload made {n} syscalls:\n{so}"
     );
     assert_nothing_left(&se);
