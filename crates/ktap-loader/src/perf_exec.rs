@@ -18,7 +18,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
 use crate::error::LoadError;
@@ -186,15 +186,19 @@ impl Ring {
 
     /// The u64 of the metadata page at byte `off`.
     fn word(&self, off: usize) -> u64 {
+        // A volatile load and a fence, not AtomicU64: 32-bit MIPS and PowerPC have no 64-bit
+        // atomics. There the two halves load separately, which matters only when a ring's
+        // head crosses a 4 GiB boundary between them.
         // SAFETY: off + 8 lies inside the first page of the mapping, 8-byte aligned.
-        unsafe { (*(self.base.as_ptr().add(off) as *const AtomicU64)).load(Ordering::Acquire) }
+        let v = unsafe { std::ptr::read_volatile(self.base.as_ptr().add(off) as *const u64) };
+        fence(Ordering::Acquire);
+        v
     }
 
     fn set_tail(&self, tail: u64) {
+        fence(Ordering::Release);
         // SAFETY: data_tail is at byte 1032 of the metadata page, 8-byte aligned.
-        unsafe {
-            (*(self.base.as_ptr().add(1032) as *const AtomicU64)).store(tail, Ordering::Release)
-        }
+        unsafe { std::ptr::write_volatile(self.base.as_ptr().add(1032) as *mut u64, tail) }
     }
 
     /// Appends every complete record to `out` (each as its bytes, unwrapped) and frees the
