@@ -37,6 +37,13 @@ struct Cli {
     /// Print each probe's eBPF with the script line it came from, and exit.
     #[arg(short = 'b')]
     bytecode: bool,
+    /// Run the probes in ktap's userspace VM over perf events instead of in the kernel (the
+    /// default where bpf() is missing or refused).
+    #[arg(long = "vm")]
+    vm: bool,
+    /// Save the raw events to FILE (runs the probes in the VM) for `ktap-vm --replay FILE`.
+    #[arg(long = "record", value_name = "FILE")]
+    record: Option<PathBuf>,
     /// The script file (or an object from `ktapc`), then its arguments (`arg[1]`, ...).
     #[arg(
         value_name = "FILE [ARGS]",
@@ -126,6 +133,8 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         pid: cli.pid,
         verbose: cli.verbose,
         bytecode: cli.bytecode,
+        vm: cli.vm,
+        record: cli.record,
         compiled,
     })
 }

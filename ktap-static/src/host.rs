@@ -25,6 +25,18 @@ impl MapSource for SessionMaps<'_> {
     }
 }
 
+/// The tables output records may read (`print_hist`) and empty (`delete(t)` from a probe):
+/// the live kernel maps, or the VM's in-memory tables.
+pub trait Tables: MapSource {
+    fn clear(&mut self, map: u32) -> Result<(), String>;
+}
+
+impl Tables for SessionMaps<'_> {
+    fn clear(&mut self, map: u32) -> Result<(), String> {
+        self.0.clear(map).map_err(|e| e.to_string())
+    }
+}
+
 /// Where output records go and what they asked for.
 pub struct Output<'a> {
     pub prog: &'a Program,
@@ -49,18 +61,19 @@ impl<'a> Output<'a> {
 
     /// Prints one record; `exit()` and `delete()` records take effect here.
     pub fn record(&mut self, session: &Session, rec: &[u8]) {
-        let mut maps = SessionMaps(session);
-        match self
-            .printer
-            .handle(rec, self.prog, &mut maps, &mut self.out)
-        {
+        self.record_with(&mut SessionMaps(session), rec);
+    }
+
+    /// [`Output::record`] over any tables.
+    pub fn record_with(&mut self, tables: &mut dyn Tables, rec: &[u8]) {
+        match self.printer.handle(rec, self.prog, tables, &mut self.out) {
             Ok(Outcome::Continue) => {}
             Ok(Outcome::Exit(code)) => {
                 self.exit.get_or_insert(code);
             }
             Ok(Outcome::Clear(map)) => {
-                if let Err(e) = session.clear(map) {
-                    self.error.get_or_insert(e.to_string());
+                if let Err(e) = tables.clear(map) {
+                    self.error.get_or_insert(e);
                 }
             }
             Err(e) => {

@@ -5,9 +5,13 @@ mod cli;
 mod host;
 mod kernel;
 mod ktapc;
+mod record;
 mod run;
 mod selftest;
 mod signals;
+mod vm;
+mod vmexec;
+mod vmlive;
 
 /// The BPF loader; on 32-bit PowerPC, which aya has no bindings for, its stand-in.
 #[cfg(not(target_arch = "powerpc"))]
@@ -37,6 +41,11 @@ static APPLETS: &[Applet] = &[
         name: "ktap-selftest",
         help: "what this kernel supports; --dump FILE writes its description for ktapc --kernel",
         main: selftest::main,
+    },
+    Applet {
+        name: "ktap-vm",
+        help: "run FILE.s in the VM (prints r0); --replay FILE SCRIPT replays a recording",
+        main: vm::main,
     },
     Applet {
         name: "ktapc",

@@ -25,6 +25,10 @@ pub struct RunArgs {
     pub pid: Option<u32>,
     pub verbose: bool,
     pub bytecode: bool,
+    /// Run the probes in the userspace VM over perf events (`--vm`).
+    pub vm: bool,
+    /// Record the raw events to this file (`--record`; implies the VM).
+    pub record: Option<PathBuf>,
     /// A program `ktapc` compiled ahead of time (from an object file): run without compiling.
     pub compiled: Option<Program>,
 }
@@ -55,6 +59,9 @@ pub fn run(mut a: RunArgs) -> i32 {
         },
         None => Box::new(std::io::stdout()),
     };
+    if a.vm || a.record.is_some() || crate::vmlive::bpf_refused() {
+        return crate::vmlive::run(&a, &prog, out);
+    }
     signals::install();
     let mut session = match ktap_loader::load(&prog, &LoadOptions::default()) {
         Ok(s) => s,

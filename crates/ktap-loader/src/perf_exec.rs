@@ -33,6 +33,25 @@ const SAMPLE_TID: u64 = 1 << 1;
 const SAMPLE_TIME: u64 = 1 << 2;
 const SAMPLE_CPU: u64 = 1 << 7;
 const SAMPLE_RAW: u64 = 1 << 10;
+const SAMPLE_REGS_USER: u64 = 1 << 12;
+const SAMPLE_STACK_USER: u64 = 1 << 13;
+/// Bytes of user stack an eager tracepoint sample copies from the task's stack pointer up.
+const STACK_BYTES: u32 = 8192;
+
+/// The perf register number of the user stack pointer (`PERF_REG_*_SP`), where known.
+const SP_REGISTER: Option<u32> = if cfg!(target_arch = "x86_64") {
+    Some(7)
+} else if cfg!(target_arch = "aarch64") {
+    Some(31)
+} else if cfg!(target_arch = "arm") {
+    Some(13)
+} else if cfg!(any(target_arch = "mips", target_arch = "mips64")) {
+    Some(29)
+} else if cfg!(any(target_arch = "powerpc", target_arch = "powerpc64")) {
+    Some(1)
+} else {
+    None
+};
 const SAMPLE_IDENTIFIER: u64 = 1 << 16;
 const FORMAT_ID: u64 = 1 << 2;
 
@@ -108,6 +127,10 @@ pub struct Sample<'a> {
     pub ip: u64,
     /// The raw tracepoint record, common fields first (empty for cpu-clock samples).
     pub raw: &'a [u8],
+    /// With an eager [`PerfExec`], the task's user stack when the event happened: its stack
+    /// pointer and the bytes from there up, so memory the event pointed into on the stack
+    /// reads as it was then.
+    pub stack: Option<(u64, &'a [u8])>,
 }
 
 /// What the rings report, in time order.
@@ -237,9 +260,10 @@ impl Drop for Ring {
     }
 }
 
-/// The kernel's id of each event → its source index and whether it is a cpu-clock (whose
-/// samples carry an ip and no raw record); `None` for the task trackers.
-type Ids = HashMap<u64, Option<(usize, bool)>>;
+/// The kernel's id of each event → its source index, whether it is a cpu-clock (whose
+/// samples carry an ip and no raw record) and whether its samples carry the user stack;
+/// `None` for the task trackers.
+type Ids = HashMap<u64, Option<(usize, bool, bool)>>;
 
 /// Open perf events and their rings.
 pub struct PerfExec {
@@ -352,7 +376,11 @@ fn open_error(e: io::Error, what: &str) -> LoadError {
 impl PerfExec {
     /// Opens every source on every online CPU, disabled, with `pages` (a power of two) pages of
     /// ring buffer per CPU. Nothing is counted until [`PerfExec::enable`].
-    pub fn open(sources: &[Source], pages: usize) -> Result<PerfExec, LoadError> {
+    ///
+    /// With `eager`, every sample wakes the reader at once, so it handles each event while the
+    /// task that caused it most likely still runs (needed to read its memory); otherwise the
+    /// reader wakes when a quarter of a ring is full, which costs far fewer wakeups.
+    pub fn open(sources: &[Source], pages: usize, eager: bool) -> Result<PerfExec, LoadError> {
         if !pages.is_power_of_two() {
             return Err(LoadError::Invalid {
                 probe: None,
@@ -380,10 +408,25 @@ impl PerfExec {
             ranges: Vec::new(),
         };
         let common = SAMPLE_IDENTIFIER | SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU;
+        let (stack_type, stack_regs, stack_size) = match SP_REGISTER {
+            Some(sp) if eager => (
+                SAMPLE_REGS_USER | SAMPLE_STACK_USER,
+                1u64 << sp,
+                STACK_BYTES,
+            ),
+            _ => (0, 0, 0),
+        };
+        // `wakeup_watermark` is a byte count with FLAG_WATERMARK, else a count of samples.
+        let (watermark, wakeup) = if eager {
+            (0, 1)
+        } else {
+            (FLAG_WATERMARK, (pages as u32 * 4096 / 4).max(1))
+        };
         let base = Attr {
             size: std::mem::size_of::<Attr>() as u32,
             read_format: FORMAT_ID,
-            flags: FLAG_DISABLED | FLAG_SAMPLE_ID_ALL | FLAG_USE_CLOCKID | FLAG_WATERMARK,
+            flags: FLAG_DISABLED | FLAG_SAMPLE_ID_ALL | FLAG_USE_CLOCKID | watermark,
+            wakeup_watermark: wakeup,
             clockid: libc::CLOCK_MONOTONIC,
             ..Default::default()
         };
@@ -394,9 +437,6 @@ impl PerfExec {
                 config: PERF_COUNT_SW_DUMMY,
                 sample_type: common,
                 flags: base.flags | FLAG_COMM | FLAG_COMM_EXEC | FLAG_TASK,
-                // Wake the reader when a quarter of the ring is full; `poll` also reads on a
-                // timeout, so nothing waits longer than the caller's period.
-                wakeup_watermark: (pages as u32 * 4096 / 4).max(1),
                 ..base
             };
             let fd = perf_event_open(&tracker, cpu as i32, -1)
@@ -436,7 +476,9 @@ impl PerfExec {
                             kind: PERF_TYPE_TRACEPOINT,
                             config: *id,
                             sample_period: 1,
-                            sample_type: common | SAMPLE_RAW,
+                            sample_type: common | SAMPLE_RAW | stack_type,
+                            sample_regs_user: stack_regs,
+                            sample_stack_user: stack_size,
                             ..base
                         },
                         format!("tracepoint #{id}"),
@@ -459,7 +501,8 @@ impl PerfExec {
                 let id = event_id(fd.as_raw_fd())
                     .map_err(|e| LoadError::system(e, "read a perf event id"))?;
                 let cpu_clock = matches!(source, Source::CpuClock { .. });
-                exec.ids.insert(id, Some((i, cpu_clock)));
+                exec.ids
+                    .insert(id, Some((i, cpu_clock, !cpu_clock && stack_size > 0)));
                 exec.events.push(fd);
             }
         }
@@ -600,7 +643,7 @@ fn parse_record<'a>(rec: &'a [u8], ids: &Ids) -> Option<Parsed<'a>> {
     Some(match kind {
         RECORD_SAMPLE => {
             let id = c.u64()?;
-            let Some(&Some((source, cpu_clock))) = ids.get(&id) else {
+            let Some(&Some((source, cpu_clock, with_stack))) = ids.get(&id) else {
                 return Some(Parsed::Other);
             };
             // Fields in the kernel's order: ip (cpu-clock only), pid/tid, time, cpu, raw
@@ -616,6 +659,18 @@ fn parse_record<'a>(rec: &'a [u8], ids: &Ids) -> Option<Parsed<'a>> {
                 let n = c.u32()? as usize;
                 c.bytes(n)?
             };
+            // regs_user (abi, then the one register asked for, absent for abi 0) and
+            // stack_user (size, bytes, then the size actually copied when size is not 0).
+            let stack = if with_stack {
+                let abi = c.u64()?;
+                let sp = if abi != 0 { c.u64()? } else { 0 };
+                let size = c.u64()? as usize;
+                let bytes = c.bytes(size)?;
+                let used = if size > 0 { c.u64()? as usize } else { 0 };
+                (abi != 0 && used > 0).then(|| (sp, &bytes[..used.min(size)]))
+            } else {
+                None
+            };
             Parsed::Record(
                 time_ns,
                 Record::Sample(Sample {
@@ -626,6 +681,7 @@ fn parse_record<'a>(rec: &'a [u8], ids: &Ids) -> Option<Parsed<'a>> {
                     time_ns,
                     ip,
                     raw,
+                    stack,
                 }),
             )
         }

@@ -22,6 +22,7 @@ fn tracepoint_samples_are_exact_and_carry_the_raw_record() {
             id: format.id.into(),
         }],
         16,
+        false,
     );
     let mut exec = exec.unwrap();
     assert!(exec.events() >= 2);
@@ -67,6 +68,7 @@ fn cpu_clock_samples_have_an_ip() {
             period_ns: 1_000_000,
         }],
         8,
+        true,
     )
     .unwrap();
     exec.enable().unwrap();
@@ -85,4 +87,44 @@ fn cpu_clock_samples_have_an_ip() {
     })
     .unwrap();
     assert!(ips >= 10, "{ips} samples with an ip");
+}
+
+#[test]
+fn eager_samples_carry_the_user_stack() {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return;
+    }
+    let kernel = TracefsKernel::new().unwrap();
+    let format = kernel.tp_format("syscalls", "sys_enter_getppid").unwrap();
+    let mut exec = PerfExec::open(
+        &[Source::Tracepoint {
+            id: format.id.into(),
+        }],
+        16,
+        true,
+    )
+    .unwrap();
+    exec.enable().unwrap();
+    let marker = std::hint::black_box([0x6b74_6170_u32; 4]);
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() };
+    exec.disable();
+    let me = tid();
+    let at = marker.as_ptr() as u64;
+    let mut found = false;
+    exec.poll(Duration::from_millis(10), &mut |r| {
+        if let Record::Sample(s) = r {
+            if s.tid == me {
+                let (sp, bytes) = s.stack.expect("an eager sample has the stack");
+                let off = at
+                    .checked_sub(sp)
+                    .expect("the marker is above the stack pointer")
+                    as usize;
+                found = bytes.get(off..off + 4) == Some(&0x6b74_6170_u32.to_ne_bytes()[..]);
+            }
+        }
+    })
+    .unwrap();
+    std::hint::black_box(marker);
+    assert!(found, "the stack snapshot does not hold the local variable");
 }
