@@ -6,6 +6,9 @@
 pub enum Arg {
     /// Any initialised scalar.
     Scalar,
+    /// Any initialised value, number or pointer (the kernel's `ARG_ANYTHING`): the address a
+    /// `probe_read` reads from may be a pointer into the program's own stack.
+    Anything,
     /// A map reference loaded with `ld_imm64` (`src = BPF_PSEUDO_MAP_FD`).
     Map,
     /// A pointer to initialised memory of the map's key size.
@@ -18,8 +21,10 @@ pub enum Arg {
     Mem,
     /// A pointer to memory the helper writes; its size is the next argument.
     UninitMem,
-    /// The size of the preceding memory argument: a known, positive scalar.
+    /// The size of the preceding memory argument: a bounded scalar, at least 1.
     Size,
+    /// The size of the preceding memory argument: a bounded scalar, possibly 0.
+    SizeOrZero,
 }
 
 /// What a helper leaves in `r0`.
@@ -122,7 +127,7 @@ pub static HELPERS: &[Helper] = &[
     kernel(
         PROBE_READ,
         "probe_read",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     kernel(KTIME_GET_NS, "ktime_get_ns", &[], Ret::Scalar),
@@ -148,37 +153,37 @@ pub static HELPERS: &[Helper] = &[
     kernel(
         PERF_EVENT_OUTPUT,
         "perf_event_output",
-        &[Ctx, Map, Scalar, Mem, Size],
+        &[Ctx, Map, Scalar, Mem, SizeOrZero],
         Ret::Scalar,
     ),
     kernel(
         PROBE_READ_STR,
         "probe_read_str",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     kernel(
         PROBE_READ_USER,
         "probe_read_user",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     kernel(
         PROBE_READ_KERNEL,
         "probe_read_kernel",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     kernel(
         PROBE_READ_USER_STR,
         "probe_read_user_str",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     kernel(
         PROBE_READ_KERNEL_STR,
         "probe_read_kernel_str",
-        &[UninitMem, Size, Scalar],
+        &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
     user(

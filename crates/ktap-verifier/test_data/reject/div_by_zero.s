@@ -1,0 +1,4 @@
+; error: div by zero
+r0 = 1
+r0 /= 0
+exit

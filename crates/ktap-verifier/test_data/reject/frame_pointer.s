@@ -1,0 +1,4 @@
+; error: frame pointer is read only
+r10 = 0
+r0 = 0
+exit

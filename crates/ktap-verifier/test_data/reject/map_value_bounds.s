@@ -1,0 +1,11 @@
+; error: invalid access to map value, value_size=8 off=4 size=8
+; map 0: hash key=8 value=8
+*(u64 *)(r10 -8) = 0
+r1 = map[0] ll
+r2 = r10
+r2 += -8
+call bpf_map_lookup_elem#1
+if r0 == 0x0 goto pc+1
+r0 = *(u64 *)(r0 +4)
+r0 = 0
+exit

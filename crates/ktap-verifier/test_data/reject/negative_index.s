@@ -1,0 +1,15 @@
+; error: R0 min value is negative, either use unsigned index or do a if (index >=0) check.
+; map 0: array key=4 value=16
+*(u32 *)(r10 -4) = 0
+r1 = map[0] ll
+r2 = r10
+r2 += -4
+call bpf_map_lookup_elem#1
+if r0 == 0x0 goto pc+5
+r1 = *(u32 *)(r0 +0)
+r1 += -8
+if r1 s> 0x4 goto pc+2
+r0 += r1
+r0 = *(u32 *)(r0 +0)
+r0 = 0
+exit

@@ -1,0 +1,10 @@
+; error: R0 pointer arithmetic on map_value_or_null prohibited, null-check it first
+; map 0: hash key=8 value=16
+*(u64 *)(r10 -8) = 0
+r1 = map[0] ll
+r2 = r10
+r2 += -8
+call bpf_map_lookup_elem#1
+r0 += 8
+r0 = 0
+exit

@@ -1,0 +1,3 @@
+; error: R0 !read_ok
+; at: 0
+exit
