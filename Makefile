@@ -27,7 +27,7 @@ RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
-.PHONY: deps toolchain build test run clean
+.PHONY: deps toolchain build test run clean bench-vm
 
 deps: toolchain $(APT_STAMP)
 
@@ -69,3 +69,8 @@ run: deps build
 
 clean:
 	cargo clean
+
+# The VM against the rbpf crate's interpreter, ns per instruction side by side (bench/vm is its own
+# cargo project, so rbpf never enters the workspace or its tests).
+bench-vm: deps
+	cargo run --release --manifest-path bench/vm/Cargo.toml

@@ -333,6 +333,10 @@ impl<'a, 'c> Vm<'a, 'c> {
             if d > 10 || s > 10 {
                 return Err(Fault::new(pc, format!("R{} is invalid", d.max(s))));
             }
+            if let Some(next) = self.fast(pc, insn, d, s, endian) {
+                pc = next;
+                continue;
+            }
             let reg = insn.code & BPF_X != 0;
             match insn.class() {
                 BPF_ALU64 => {
@@ -455,6 +459,185 @@ impl<'a, 'c> Vm<'a, 'c> {
                 }
                 _ => return Err(unknown(pc, insn)),
             }
+        }
+    }
+
+    /// The operations probes execute most, each its own entry of one jump table on the opcode
+    /// byte: the next instruction's index, or `None` to take the general path, which handles
+    /// everything else and reports every fault (a failed fast access has changed nothing).
+    #[inline(always)]
+    fn fast(&mut self, pc: usize, insn: Insn, d: usize, s: usize, endian: Endian) -> Option<usize> {
+        let imm = insn.imm as i64 as u64;
+        let src = self.regs[s];
+        let dst = self.regs[d];
+        let off = insn.off as i64;
+        // The destination of an ALU operation or load; r10 is left to the general path.
+        macro_rules! set {
+            ($v:expr) => {{
+                if d == 10 {
+                    return None;
+                }
+                self.regs[d] = $v;
+                Some(pc + 1)
+            }};
+        }
+        macro_rules! jump {
+            ($cond:expr) => {{
+                let t = pc as i64 + 1 + off;
+                if t < 0 || t >= self.insns.len() as i64 {
+                    return None;
+                }
+                Some(if $cond { t as usize } else { pc + 1 })
+            }};
+        }
+        macro_rules! load {
+            ($size:expr) => {{
+                let addr = src.wrapping_add(off as u64);
+                match self.mem.load(addr, $size, endian) {
+                    Ok(v) => set!(v),
+                    Err(_) => None,
+                }
+            }};
+        }
+        macro_rules! store {
+            ($size:expr, $v:expr) => {{
+                let addr = dst.wrapping_add(off as u64);
+                match self.mem.store(addr, $size, $v, endian) {
+                    Ok(()) => Some(pc + 1),
+                    Err(_) => None,
+                }
+            }};
+        }
+        const ALU64_K: u8 = BPF_ALU64 | BPF_K;
+        const ALU64_X: u8 = BPF_ALU64 | BPF_X;
+        const ALU_K: u8 = BPF_ALU | BPF_K;
+        const ALU_X: u8 = BPF_ALU | BPF_X;
+        const JMP_K: u8 = BPF_JMP | BPF_K;
+        const JMP_X: u8 = BPF_JMP | BPF_X;
+        const LDX: u8 = BPF_LDX | BPF_MEM;
+        const STX: u8 = BPF_STX | BPF_MEM;
+        const ST: u8 = BPF_ST | BPF_MEM;
+        // Named opcodes, so the match below is one jump table.
+        const ALU64_K_ADD: u8 = ALU64_K | BPF_ADD;
+        const ALU64_X_ADD: u8 = ALU64_X | BPF_ADD;
+        const ALU64_K_SUB: u8 = ALU64_K | BPF_SUB;
+        const ALU64_X_SUB: u8 = ALU64_X | BPF_SUB;
+        const ALU64_K_MUL: u8 = ALU64_K | BPF_MUL;
+        const ALU64_X_MUL: u8 = ALU64_X | BPF_MUL;
+        const ALU64_K_OR: u8 = ALU64_K | BPF_OR;
+        const ALU64_X_OR: u8 = ALU64_X | BPF_OR;
+        const ALU64_K_AND: u8 = ALU64_K | BPF_AND;
+        const ALU64_X_AND: u8 = ALU64_X | BPF_AND;
+        const ALU64_K_XOR: u8 = ALU64_K | BPF_XOR;
+        const ALU64_X_XOR: u8 = ALU64_X | BPF_XOR;
+        const ALU64_K_LSH: u8 = ALU64_K | BPF_LSH;
+        const ALU64_X_LSH: u8 = ALU64_X | BPF_LSH;
+        const ALU64_K_RSH: u8 = ALU64_K | BPF_RSH;
+        const ALU64_X_RSH: u8 = ALU64_X | BPF_RSH;
+        const ALU64_K_ARSH: u8 = ALU64_K | BPF_ARSH;
+        const ALU64_X_ARSH: u8 = ALU64_X | BPF_ARSH;
+        const ALU64_K_MOV: u8 = ALU64_K | BPF_MOV;
+        const ALU64_X_MOV: u8 = ALU64_X | BPF_MOV;
+        const ALU_K_ADD: u8 = ALU_K | BPF_ADD;
+        const ALU_X_ADD: u8 = ALU_X | BPF_ADD;
+        const ALU_K_MOV: u8 = ALU_K | BPF_MOV;
+        const ALU_X_MOV: u8 = ALU_X | BPF_MOV;
+        const LDX_DW: u8 = LDX | BPF_DW;
+        const LDX_W: u8 = LDX | BPF_W;
+        const LDX_H: u8 = LDX | BPF_H;
+        const LDX_B: u8 = LDX | BPF_B;
+        const STX_DW: u8 = STX | BPF_DW;
+        const STX_W: u8 = STX | BPF_W;
+        const STX_H: u8 = STX | BPF_H;
+        const STX_B: u8 = STX | BPF_B;
+        const ST_DW: u8 = ST | BPF_DW;
+        const ST_W: u8 = ST | BPF_W;
+        const ST_H: u8 = ST | BPF_H;
+        const ST_B: u8 = ST | BPF_B;
+        const JMP_JA: u8 = BPF_JMP | BPF_JA;
+        const JMP_K_JEQ: u8 = JMP_K | BPF_JEQ;
+        const JMP_X_JEQ: u8 = JMP_X | BPF_JEQ;
+        const JMP_K_JNE: u8 = JMP_K | BPF_JNE;
+        const JMP_X_JNE: u8 = JMP_X | BPF_JNE;
+        const JMP_K_JGT: u8 = JMP_K | BPF_JGT;
+        const JMP_X_JGT: u8 = JMP_X | BPF_JGT;
+        const JMP_K_JGE: u8 = JMP_K | BPF_JGE;
+        const JMP_X_JGE: u8 = JMP_X | BPF_JGE;
+        const JMP_K_JLT: u8 = JMP_K | BPF_JLT;
+        const JMP_X_JLT: u8 = JMP_X | BPF_JLT;
+        const JMP_K_JLE: u8 = JMP_K | BPF_JLE;
+        const JMP_X_JLE: u8 = JMP_X | BPF_JLE;
+        const JMP_K_JSET: u8 = JMP_K | BPF_JSET;
+        const JMP_X_JSET: u8 = JMP_X | BPF_JSET;
+        const JMP_K_JSGT: u8 = JMP_K | BPF_JSGT;
+        const JMP_X_JSGT: u8 = JMP_X | BPF_JSGT;
+        match insn.code {
+            ALU64_K_ADD => set!(dst.wrapping_add(imm)),
+            ALU64_X_ADD => set!(dst.wrapping_add(src)),
+            ALU64_K_SUB => set!(dst.wrapping_sub(imm)),
+            ALU64_X_SUB => set!(dst.wrapping_sub(src)),
+            ALU64_K_MUL => set!(dst.wrapping_mul(imm)),
+            ALU64_X_MUL => set!(dst.wrapping_mul(src)),
+            ALU64_K_OR => set!(dst | imm),
+            ALU64_X_OR => set!(dst | src),
+            ALU64_K_AND => set!(dst & imm),
+            ALU64_X_AND => set!(dst & src),
+            ALU64_K_XOR => set!(dst ^ imm),
+            ALU64_X_XOR => set!(dst ^ src),
+            ALU64_K_LSH => set!(dst << (imm & 63)),
+            ALU64_X_LSH => set!(dst << (src & 63)),
+            ALU64_K_RSH => set!(dst >> (imm & 63)),
+            ALU64_X_RSH => set!(dst >> (src & 63)),
+            ALU64_K_ARSH => set!(((dst as i64) >> (imm & 63)) as u64),
+            ALU64_X_ARSH => set!(((dst as i64) >> (src & 63)) as u64),
+            ALU64_K_MOV => match insn.off {
+                0 => set!(imm),
+                _ => None,
+            },
+            ALU64_X_MOV => match insn.off {
+                0 => set!(src),
+                _ => None,
+            },
+            ALU_K_ADD => set!(u64::from((dst as u32).wrapping_add(imm as u32))),
+            ALU_X_ADD => set!(u64::from((dst as u32).wrapping_add(src as u32))),
+            ALU_K_MOV => match insn.off {
+                0 => set!(u64::from(imm as u32)),
+                _ => None,
+            },
+            ALU_X_MOV => match insn.off {
+                0 => set!(u64::from(src as u32)),
+                _ => None,
+            },
+            LDX_DW => load!(8),
+            LDX_W => load!(4),
+            LDX_H => load!(2),
+            LDX_B => load!(1),
+            STX_DW => store!(8, src),
+            STX_W => store!(4, src),
+            STX_H => store!(2, src),
+            STX_B => store!(1, src),
+            ST_DW => store!(8, imm),
+            ST_W => store!(4, imm),
+            ST_H => store!(2, imm),
+            ST_B => store!(1, imm),
+            JMP_JA => jump!(true),
+            JMP_K_JEQ => jump!(dst == imm),
+            JMP_X_JEQ => jump!(dst == src),
+            JMP_K_JNE => jump!(dst != imm),
+            JMP_X_JNE => jump!(dst != src),
+            JMP_K_JGT => jump!(dst > imm),
+            JMP_X_JGT => jump!(dst > src),
+            JMP_K_JGE => jump!(dst >= imm),
+            JMP_X_JGE => jump!(dst >= src),
+            JMP_K_JLT => jump!(dst < imm),
+            JMP_X_JLT => jump!(dst < src),
+            JMP_K_JLE => jump!(dst <= imm),
+            JMP_X_JLE => jump!(dst <= src),
+            JMP_K_JSET => jump!(dst & imm != 0),
+            JMP_X_JSET => jump!(dst & src != 0),
+            JMP_K_JSGT => jump!((dst as i64) > imm as i64),
+            JMP_X_JSGT => jump!((dst as i64) > src as i64),
+            _ => None,
         }
     }
 
