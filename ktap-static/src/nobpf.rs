@@ -1,12 +1,12 @@
-//! The loader's stand-in on 32-bit PowerPC, which aya has no bindings for: the same names the
-//! loader gives the rest of the binary, with maps in memory and tracepoints read from tracefs.
-//! Userspace-only scripts run as anywhere else; anything that needs a probe in the kernel is
+//! The loader's stand-in on 32-bit PowerPC, which aya has no bindings for: the loader crate
+//! there has only its aya-free parts (tracefs, the perf-event executor's rings), re-exported
+//! here under the loader's names, and a [`Session`] with maps in memory. Userspace-only scripts
+//! run as anywhere else (and probes in the VM with `--vm`); loading a probe into the kernel is
 //! refused with one message.
 
-use crate::kernel;
-use ktap_bpf::kernel::{Kernel, TpFormat};
-use ktap_bpf::{Program, Target};
-use ktap_object::KernelDesc;
+pub use ktap_loader::{perf_exec, tracefs, LoadError, TracefsKernel};
+
+use ktap_bpf::Program;
 use ktap_vm::{Host, MemHost, ENOENT};
 use std::cell::RefCell;
 use std::fmt;
@@ -24,55 +24,6 @@ impl fmt::Display for NoLoader {
 
 /// What users read when a script needs kernel probes.
 pub const NO_LOADER: &str = "this build has no BPF loader (32-bit PowerPC): use --vm";
-
-pub mod tracefs {
-    use super::NoLoader;
-    use std::path::PathBuf;
-
-    /// The mounted tracefs root (this build does not mount it: the loader would).
-    pub fn find_or_mount() -> Result<PathBuf, NoLoader> {
-        ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|r| r.join("events").is_dir())
-            .ok_or_else(|| {
-                NoLoader(
-                    "tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing".into(),
-                )
-            })
-    }
-}
-
-/// The running kernel's tracepoints, read from tracefs once.
-pub struct TracefsKernel(KernelDesc);
-
-impl TracefsKernel {
-    /// Every tracepoint layout of the mounted tracefs; none when there is no tracefs, so that
-    /// userspace-only scripts still compile and a probe is refused by name.
-    pub fn new() -> Result<TracefsKernel, NoLoader> {
-        let formats = tracefs::find_or_mount()
-            .ok()
-            .and_then(|root| kernel::read_formats(&root, &[]).ok())
-            .map_or_else(Vec::new, |f| f.formats);
-        Ok(TracefsKernel(KernelDesc::new(
-            Target::host(),
-            kernel::release(),
-            formats,
-        )))
-    }
-}
-
-impl Kernel for TracefsKernel {
-    fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
-        self.0.tracepoints(category, name)
-    }
-    fn tp_format(&self, category: &str, name: &str) -> Result<TpFormat, String> {
-        self.0.tp_format(category, name)
-    }
-    fn all_tracepoints(&self) -> Vec<String> {
-        self.0.all_tracepoints()
-    }
-}
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions;
@@ -111,6 +62,15 @@ impl Session {
     }
     pub fn startup(&self) -> Duration {
         Duration::ZERO
+    }
+    /// No programs are loaded.
+    pub fn program_ids(&self) -> &[u32] {
+        &[]
+    }
+    /// A value's bytes as lookups return them: one value, since in-memory per-CPU maps have
+    /// one CPU.
+    pub fn value_len(&self, map: u32) -> Option<usize> {
+        self.value_sizes.get(map as usize).copied()
     }
     pub fn stop_probes(&mut self) {}
     pub fn detach(self) {}
