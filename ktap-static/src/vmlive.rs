@@ -37,8 +37,8 @@ pub fn wall_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Whether a probe reads the memory of the task it runs for, which must happen before the
-/// task moves on or exits.
+/// Whether a probe reads the memory of the task it runs for: its samples then carry the user
+/// stack, and the workload is held at its exit until its events are handled.
 fn reads_user_memory(prog: &Program) -> bool {
     use ktap_bpf::helpers::{PROBE_READ, PROBE_READ_STR, PROBE_READ_USER, PROBE_READ_USER_STR};
     use ktap_bpf::insn::{BPF_CALL, BPF_JMP};
@@ -250,7 +250,7 @@ fn trace(a: &RunArgs, prog: &Program, out: Box<dyn Write>) -> Result<i32, String
             let _ = writeln!(o, "Tracing... Hit Ctrl-C to end.").and_then(|()| o.flush());
         }
         if !a.cmd.is_empty() {
-            child = Some(Workload::start(&a.cmd)?);
+            child = Some(Workload::start(&a.cmd, reads_user_memory(prog))?);
         }
         let mut ticks: Vec<(Duration, Instant, &Function)> = prog
             .user
@@ -504,16 +504,19 @@ enum State {
     Gone,
 }
 
-/// The command after `--`, traced (`PTRACE_O_TRACEEXIT`) only so that it stops at its exit
-/// until its last events are handled: probes read a task's memory (`user_string`) after the
-/// event, and a short-lived workload would otherwise be gone by then.
+/// The command after `--`. For scripts that read user memory it is traced
+/// (`PTRACE_O_TRACEEXIT`) only so that it stops at its exit until its last events are
+/// handled: probes read a task's memory (`user_string`) after the event, and a short-lived
+/// workload would otherwise be gone by then.
 struct Workload {
     pid: libc::pid_t,
     gone: bool,
 }
 
 impl Workload {
-    fn start(cmd: &[String]) -> Result<Workload, String> {
+    /// Starts `cmd`, held at its exit when `hold` (only then: a traced workload could not
+    /// itself trace, as gdb or strace do).
+    fn start(cmd: &[String], hold: bool) -> Result<Workload, String> {
         // Started as kernel mode starts it (the same system calls before exec), then traced
         // at once: the workload's dynamic loader alone takes far longer than the attach.
         let child = Command::new(&cmd[0])
@@ -523,6 +526,9 @@ impl Workload {
         let pid = child.id() as libc::pid_t;
         // From here on the child is waited for by pid (std's wait would misread ptrace stops).
         drop(child);
+        if !hold {
+            return Ok(Workload { pid, gone: false });
+        }
         // SAFETY: attaching to our own child. If it fails (the child already exited), the
         // workload is only untraced: nothing holds it at its exit.
         unsafe {

@@ -35,7 +35,7 @@ const SAMPLE_CPU: u64 = 1 << 7;
 const SAMPLE_RAW: u64 = 1 << 10;
 const SAMPLE_REGS_USER: u64 = 1 << 12;
 const SAMPLE_STACK_USER: u64 = 1 << 13;
-/// Bytes of user stack an eager tracepoint sample copies from the task's stack pointer up.
+/// Bytes of user stack a tracepoint sample copies from the task's stack pointer up, with `stacks`.
 const STACK_BYTES: u32 = 8192;
 
 /// The perf register number of the user stack pointer (`PERF_REG_*_SP`), where known.
@@ -127,7 +127,7 @@ pub struct Sample<'a> {
     pub ip: u64,
     /// The raw tracepoint record, common fields first (empty for cpu-clock samples).
     pub raw: &'a [u8],
-    /// With an eager [`PerfExec`], the task's user stack when the event happened: its stack
+    /// With `stacks` (see [`PerfExec::open`]), the task's user stack when the event happened: its stack
     /// pointer and the bytes from there up, so memory the event pointed into on the stack
     /// reads as it was then.
     pub stack: Option<(u64, &'a [u8])>,
@@ -377,10 +377,9 @@ impl PerfExec {
     /// Opens every source on every online CPU, disabled, with `pages` (a power of two) pages of
     /// ring buffer per CPU. Nothing is counted until [`PerfExec::enable`].
     ///
-    /// With `eager`, every sample wakes the reader at once, so it handles each event while the
-    /// task that caused it most likely still runs (needed to read its memory); otherwise the
-    /// reader wakes when a quarter of a ring is full, which costs far fewer wakeups.
-    pub fn open(sources: &[Source], pages: usize, eager: bool) -> Result<PerfExec, LoadError> {
+    /// With `stacks`, each tracepoint sample also carries the task's user stack (see
+    /// [`Sample::stack`]), for probes that read the memory an event points to.
+    pub fn open(sources: &[Source], pages: usize, stacks: bool) -> Result<PerfExec, LoadError> {
         if !pages.is_power_of_two() {
             return Err(LoadError::Invalid {
                 probe: None,
@@ -409,24 +408,21 @@ impl PerfExec {
         };
         let common = SAMPLE_IDENTIFIER | SAMPLE_TID | SAMPLE_TIME | SAMPLE_CPU;
         let (stack_type, stack_regs, stack_size) = match SP_REGISTER {
-            Some(sp) if eager => (
+            Some(sp) if stacks => (
                 SAMPLE_REGS_USER | SAMPLE_STACK_USER,
                 1u64 << sp,
                 STACK_BYTES,
             ),
             _ => (0, 0, 0),
         };
-        // `wakeup_watermark` is a byte count with FLAG_WATERMARK, else a count of samples.
-        let (watermark, wakeup) = if eager {
-            (0, 1)
-        } else {
-            (FLAG_WATERMARK, (pages as u32 * 4096 / 4).max(1))
-        };
+        // The reader is woken when a quarter of a ring is full, and `poll` waits its timeout
+        // otherwise. Waking per sample would feed back: the reader's own system calls are
+        // events too, and each would wake it for more.
         let base = Attr {
             size: std::mem::size_of::<Attr>() as u32,
             read_format: FORMAT_ID,
-            flags: FLAG_DISABLED | FLAG_SAMPLE_ID_ALL | FLAG_USE_CLOCKID | watermark,
-            wakeup_watermark: wakeup,
+            flags: FLAG_DISABLED | FLAG_SAMPLE_ID_ALL | FLAG_USE_CLOCKID | FLAG_WATERMARK,
+            wakeup_watermark: (pages as u32 * 4096 / 4).max(1),
             clockid: libc::CLOCK_MONOTONIC,
             ..Default::default()
         };
@@ -537,9 +533,9 @@ impl PerfExec {
         self.events.len()
     }
 
-    /// Waits up to `timeout` for records (not at all if some are ready), then hands every
-    /// record of every CPU to `on_record` in time order; returns how many samples there were.
-    /// A signal ends the wait early.
+    /// Hands every record of every CPU to `on_record` in time order, after waiting up to
+    /// `timeout` unless a ring is filling up; returns how many samples there were. A signal
+    /// ends the wait early.
     pub fn poll(
         &mut self,
         timeout: Duration,
@@ -550,7 +546,10 @@ impl PerfExec {
         for ring in &mut self.rings {
             ring.drain(&mut self.buf, &mut self.ranges);
         }
-        if self.ranges.is_empty() && !timeout.is_zero() {
+        // A batch this small is mostly what the last wait let in, the reader's own system
+        // calls included: wait (for the watermark or the timeout) before the next round.
+        let busy = self.ranges.len() >= 4096;
+        if !busy && !timeout.is_zero() {
             let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
             let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
             // SAFETY: `events` is a writable array of the length passed.

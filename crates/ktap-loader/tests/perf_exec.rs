@@ -90,7 +90,7 @@ fn cpu_clock_samples_have_an_ip() {
 }
 
 #[test]
-fn eager_samples_carry_the_user_stack() {
+fn samples_can_carry_the_user_stack() {
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return;
     }
@@ -115,7 +115,7 @@ fn eager_samples_carry_the_user_stack() {
     exec.poll(Duration::from_millis(10), &mut |r| {
         if let Record::Sample(s) = r {
             if s.tid == me {
-                let (sp, bytes) = s.stack.expect("an eager sample has the stack");
+                let (sp, bytes) = s.stack.expect("the sample has the stack");
                 let off = at
                     .checked_sub(sp)
                     .expect("the marker is above the stack pointer")
