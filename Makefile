@@ -19,6 +19,12 @@ endif
 
 # Debian packages the build needs: Rust's host target links through `cc` against glibc's dev files.
 APT_PACKAGES := gcc libc6-dev
+# ktap-elf's tests read real files of every target with binutils' readelf: Debian's cross libcs
+# (ELF32 and ELF64, both byte orders), SDT-carrying libstdc++ and CPython, and probes they compile
+# with gcc and <sys/sdt.h>.
+APT_PACKAGES += binutils libstdc++6 python3-minimal systemtap-sdt-dev \
+	libc6-arm64-cross libc6-armhf-cross libc6-mips-cross libc6-mipsel-cross libc6-mips64el-cross \
+	libc6-powerpc-cross libc6-ppc64-cross libc6-ppc64el-cross
 # Named by the package list, so changing the list checks again; deleting ~/.cache/ktap does too.
 empty :=
 APT_STAMP := $(CACHE)/apt-$(subst $(empty) $(empty),+,$(sort $(APT_PACKAGES))).stamp

@@ -4,6 +4,7 @@
 //! and the loader consume it. Nothing here performs I/O, and nothing here assumes the host's byte
 //! order or word size: those are fields of [`Target`].
 
+pub mod arch;
 pub mod asm;
 pub mod helpers;
 pub mod insn;
