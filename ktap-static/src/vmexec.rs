@@ -18,8 +18,15 @@ use std::collections::BTreeMap;
 /// What produces an event, as the executor dispatches on it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceKey {
-    Tracepoint { category: String, name: String },
-    Profile { period_ns: u64 },
+    Tracepoint {
+        category: String,
+        name: String,
+    },
+    Profile {
+        period_ns: u64,
+    },
+    /// A probe the VM executor cannot serve yet (kprobes and uprobes), named for the message.
+    Unsupported(String),
 }
 
 impl SourceKey {
@@ -33,6 +40,10 @@ impl SourceKey {
             Event::Profile { period_ns } => SourceKey::Profile {
                 period_ns: *period_ns,
             },
+            Event::Kprobe { symbol, .. } => SourceKey::Unsupported(format!("kprobe {symbol}")),
+            Event::Uprobe { path, symbol, .. } => {
+                SourceKey::Unsupported(format!("uprobe {path}:{symbol}"))
+            }
         }
     }
 }
@@ -310,6 +321,8 @@ impl<'p> Executor<'p> {
                 Event::Profile { period_ns } => {
                     ctx = profile_ctx(self.prog.target, ev.ip, period_ns);
                 }
+                // No source delivers these: the live executor refuses them before tracing.
+                Event::Kprobe { .. } | Event::Uprobe { .. } => continue,
             }
             let env = RunEnv::new(&self.prog.maps, self.prog.target.endian);
             let mut host = EventHost {

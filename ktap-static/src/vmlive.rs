@@ -190,6 +190,11 @@ fn trace(a: &RunArgs, prog: &Program, out: Box<dyn Write>) -> Result<i32, String
                 });
             }
             (SourceKey::Tracepoint { .. }, None) => {}
+            (SourceKey::Unsupported(what), _) => {
+                return Err(format!(
+                    "the VM executor (--vm) cannot serve the {what} yet: run without --vm"
+                ))
+            }
         }
     }
     signals::install();

@@ -176,6 +176,21 @@ pub enum Event {
     Tracepoint { category: String, name: String },
     /// A software cpu-clock perf event on every CPU; the context is `bpf_perf_event_data`.
     Profile { period_ns: u64 },
+    /// A kprobe (or, with `ret`, a kretprobe) on a kernel function; the context is the
+    /// architecture's `struct pt_regs`.
+    Kprobe {
+        symbol: String,
+        offset: u64,
+        ret: bool,
+    },
+    /// A uprobe (or uretprobe) at byte `offset` of the ELF file `path` (the file offset, not
+    /// the virtual address); `symbol` names it in messages. The context is `struct pt_regs`.
+    Uprobe {
+        path: String,
+        symbol: String,
+        offset: u64,
+        ret: bool,
+    },
 }
 
 /// One program that runs in the kernel.

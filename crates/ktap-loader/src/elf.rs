@@ -244,6 +244,22 @@ fn same_type(a: &Event, b: &Event) -> bool {
         (a, b),
         (Event::Tracepoint { .. }, Event::Tracepoint { .. })
             | (Event::Profile { .. }, Event::Profile { .. })
+            | (
+                Event::Kprobe { ret: false, .. },
+                Event::Kprobe { ret: false, .. }
+            )
+            | (
+                Event::Kprobe { ret: true, .. },
+                Event::Kprobe { ret: true, .. }
+            )
+            | (
+                Event::Uprobe { ret: false, .. },
+                Event::Uprobe { ret: false, .. }
+            )
+            | (
+                Event::Uprobe { ret: true, .. },
+                Event::Uprobe { ret: true, .. }
+            )
     )
 }
 
@@ -251,6 +267,12 @@ fn section_name(probe: &Probe) -> String {
     match &probe.event {
         Event::Tracepoint { category, name } => format!("tracepoint/{category}/{name}"),
         Event::Profile { .. } => "perf_event".into(),
+        // aya takes the program type (and kretprobe/uretprobe) from the section's prefix; the
+        // function or file is named again at attach time.
+        Event::Kprobe { ret: false, .. } => "kprobe".into(),
+        Event::Kprobe { ret: true, .. } => "kretprobe".into(),
+        Event::Uprobe { ret: false, .. } => "uprobe".into(),
+        Event::Uprobe { ret: true, .. } => "uretprobe".into(),
     }
 }
 

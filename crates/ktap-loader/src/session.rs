@@ -10,7 +10,8 @@ use aya::maps::perf::{PerfEvent as PerfRecord, PerfEventArrayBuffer};
 use aya::maps::{Map, MapData, MapError, PerfEventArray};
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::trace_point::TracePointError;
-use aya::programs::{PerfEvent, ProgramError, TracePoint};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
+use aya::programs::{KProbe, PerfEvent, ProgramError, TracePoint, UProbe};
 use aya::{EbpfError, EbpfLoader, VerifierLogLevel};
 use ktap_bpf::insn::Endian;
 use ktap_bpf::{Event, MapKind, MapRole, Program, Target};
@@ -217,6 +218,14 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                 let p: &mut PerfEvent = program.try_into().map_err(object_error)?;
                 p.load().and_then(|()| p.info())
             }
+            Event::Kprobe { .. } => {
+                let p: &mut KProbe = program.try_into().map_err(object_error)?;
+                p.load().and_then(|()| p.info())
+            }
+            Event::Uprobe { .. } => {
+                let p: &mut UProbe = program.try_into().map_err(object_error)?;
+                p.load().and_then(|()| p.info())
+            }
         };
         let info = loaded.map_err(|e| rejected(prog, unit, e))?;
         program_ids.push(info.id());
@@ -249,6 +258,22 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                             .map_err(fail)?;
                         links.0.push(Box::new(p.take_link(id).map_err(fail)?));
                     }
+                }
+                Event::Kprobe { symbol, offset, .. } => {
+                    let p: &mut KProbe = program.try_into().map_err(object_error)?;
+                    let id = p.attach(symbol, *offset).map_err(fail)?;
+                    links.0.push(Box::new(p.take_link(id).map_err(fail)?));
+                }
+                Event::Uprobe { path, offset, .. } => {
+                    let p: &mut UProbe = program.try_into().map_err(object_error)?;
+                    let id = p
+                        .attach(
+                            [UProbeAttachLocation::AbsoluteOffset(*offset)],
+                            path,
+                            UProbeScope::AllProcesses,
+                        )
+                        .map_err(fail)?;
+                    links.0.push(Box::new(p.take_link(id).map_err(fail)?));
                 }
             }
         }
@@ -605,7 +630,7 @@ fn check_target(prog: &Program) -> Result<(), LoadError> {
 fn check_tracepoints(prog: &Program) -> Result<(), LoadError> {
     let mut tracepoints = prog.probes.iter().filter_map(|p| match &p.event {
         Event::Tracepoint { category, name } => Some((category, name)),
-        Event::Profile { .. } => None,
+        _ => None,
     });
     let Some(first) = tracepoints.next() else {
         return Ok(());
@@ -654,6 +679,25 @@ fn event_text(event: &Event) -> String {
     match event {
         Event::Tracepoint { category, name } => format!("tracepoint {category}:{name}"),
         Event::Profile { period_ns } => format!("profile every {period_ns} ns"),
+        Event::Kprobe {
+            symbol,
+            offset,
+            ret,
+        } => format!(
+            "{} {symbol}{}",
+            if *ret { "kretprobe" } else { "kprobe" },
+            if *offset > 0 {
+                format!("+{offset}")
+            } else {
+                String::new()
+            }
+        ),
+        Event::Uprobe {
+            path, symbol, ret, ..
+        } => format!(
+            "{} {path}:{symbol}",
+            if *ret { "uretprobe" } else { "uprobe" }
+        ),
     }
 }
 

@@ -57,6 +57,9 @@ impl ProgType {
         match event {
             Event::Tracepoint { .. } => ProgType::Tracepoint,
             Event::Profile { .. } => ProgType::perf_event(target),
+            // A kprobe's or uprobe's context is `struct pt_regs`, the prefix of the perf-event
+            // context: the same register reads are valid.
+            Event::Kprobe { .. } | Event::Uprobe { .. } => ProgType::perf_event(target),
         }
     }
 
