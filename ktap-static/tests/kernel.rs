@@ -229,10 +229,7 @@ fn count_by_proc_sample_sees_the_workload() {
     // The workload also makes the syscalls of its own start-up (the dynamic loader's), and
     // other programs may share its name, so this is a lower bound;
     // counts_one_syscall_exactly_and_cleans_up checks exactness.
-    assert!(
-        n >= 2000,
-        "ktap-workload made {n} syscalls:\n{so}"
-    );
+    assert!(n >= 2000, "ktap-workload made {n} syscalls:\n{so}");
     assert_nothing_left(&se);
 }
 
@@ -734,4 +731,63 @@ fn sample_etc_opens_filters_in_the_kernel() {
         "{so}"
     );
     assert!(so.lines().skip(1).all(|l| l.contains("/etc/")), "{so}");
+}
+
+/// The C library the workload links, which every uprobe test probes.
+const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
+
+#[test]
+fn uprobes_count_calls_and_read_arguments() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let script = format!(
+        "var n = {{}}\ntrace probe:{LIBC}:syscall {{ if (execname == \"ktap-workload\") {{ n[arg1] += 1 }} }}\ntrace_end {{ print(n[110]) }}"
+    );
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        &script,
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "100",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    // 110 is getppid's number on x86_64, the libc `syscall` function's first argument.
+    assert_eq!(so, "100\n");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn uretprobes_and_fetch_args() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let script = format!(
+        "var r = {{}}\ntrace probe:{LIBC}:syscall%return {{ if (execname == \"ktap-workload\") {{ r[\"ret\"] = arg1 > 0 }} }}\ntrace probe:{LIBC}:syscall nr=%di:u32 {{ if (execname == \"ktap-workload\") {{ r[\"nr\"] = args.nr }} }}\ntrace_end {{ print(r[\"ret\"], r[\"nr\"]) }}"
+    );
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        &script,
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "3",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so, "true\t110\n");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn a_missing_uprobe_symbol_is_named_with_suggestions() {
+    let out = run(&["-e", &format!("trace probe:{LIBC}:syscal {{ }}")]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(se.contains("no function `syscal`"), "{se}");
+    assert!(se.contains("`syscall`"), "{se}");
 }

@@ -163,6 +163,20 @@ pub trait Kernel {
     fn tp_format(&self, category: &str, name: &str) -> Result<TpFormat, String>;
     /// Every tracepoint name, `category:name`, for suggestions when a pattern matches nothing.
     fn all_tracepoints(&self) -> Vec<String>;
+    /// The bytes of the file at `path` (an ELF file a uprobe names); `Err` says why not.
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        Err(format!(
+            "{path}: files cannot be read while compiling for another machine"
+        ))
+    }
+    /// The text of `/proc/kallsyms`, when this kernel's symbols are known.
+    fn kallsyms(&self) -> Option<String> {
+        None
+    }
+    /// The text of the kprobe blacklist (`/sys/kernel/debug/kprobes/blacklist`), if known.
+    fn kprobe_blacklist(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Glob match with `*` (any run) and `?` (one character), as tracefs patterns use them.

@@ -69,6 +69,35 @@ pub fn compile(
                 func,
                 span: block.span,
             }),
+            BlockKind::Site { site } => probes.push(Probe {
+                name: site.symbol().to_string(),
+                event: match site {
+                    types::ProbeSite::Kprobe {
+                        symbol,
+                        offset,
+                        ret,
+                        ..
+                    } => Event::Kprobe {
+                        symbol,
+                        offset,
+                        ret,
+                    },
+                    types::ProbeSite::Uprobe {
+                        path,
+                        symbol,
+                        offset,
+                        ret,
+                        ..
+                    } => Event::Uprobe {
+                        path,
+                        symbol,
+                        offset,
+                        ret,
+                    },
+                },
+                func,
+                span: block.span,
+            }),
             BlockKind::Profile { period_ns } => probes.push(Probe {
                 name: "profile".into(),
                 event: Event::Profile { period_ns },

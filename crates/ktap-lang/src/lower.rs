@@ -10,7 +10,8 @@
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
-use crate::types::{const_int, Binding, BuiltinVar, Limits, Mode, Ty, Typed};
+use crate::types::{const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, Ty, Typed};
+use ktap_bpf::arch::{self, ArgLoc, CallKind, RegSlot};
 use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
 use ktap_bpf::kernel::TpFormat;
@@ -46,10 +47,20 @@ pub struct LoweredBlock {
 }
 
 pub enum BlockKind {
-    Probe { event: TpFormat },
-    Profile { period_ns: u64 },
+    Probe {
+        event: TpFormat,
+    },
+    /// A kprobe or uprobe.
+    Site {
+        site: ProbeSite,
+    },
+    Profile {
+        period_ns: u64,
+    },
     Begin,
-    Tick { period_ns: u64 },
+    Tick {
+        period_ns: u64,
+    },
     End,
 }
 
@@ -87,9 +98,11 @@ pub fn lower(
                        stmts: &[&Stmt],
                        span: Span,
                        event: Option<&TpFormat>,
-                       filter: Option<&FilterExpr>| {
+                       filter: Option<&FilterExpr>,
+                       site: Option<&ProbeSite>| {
             let mut f = FnLower::new(g, mode, event);
             f.filter = filter;
+            f.site = site;
             match f.run(stmts, span) {
                 Ok(ir) => blocks.push(LoweredBlock { kind, ir, span }),
                 Err(d) => errors.push(d),
@@ -113,6 +126,19 @@ pub fn lower(
                         tr.span,
                         Some(ev),
                         tr.filter.as_ref().map(|f| &f.expr),
+                        None,
+                    );
+                }
+                for site in &typed.traces[&i].others {
+                    run(
+                        &mut g,
+                        BlockKind::Site { site: site.clone() },
+                        Mode::Kernel,
+                        &stmts,
+                        tr.span,
+                        None,
+                        None,
+                        Some(site),
                     );
                 }
             }
@@ -126,6 +152,7 @@ pub fn lower(
                     Mode::Kernel,
                     &stmts,
                     *span,
+                    None,
                     None,
                     None,
                 );
@@ -142,6 +169,7 @@ pub fn lower(
                     *span,
                     None,
                     None,
+                    None,
                 );
             }
             Item::TraceEnd { body, span } => {
@@ -152,6 +180,7 @@ pub fn lower(
                     Mode::User,
                     &stmts,
                     *span,
+                    None,
                     None,
                     None,
                 );
@@ -406,6 +435,8 @@ struct FnLower<'s, 'a> {
     event: Option<&'s TpFormat>,
     /// The trace block's `/filter/`: events it rejects end at entry.
     filter: Option<&'s FilterExpr>,
+    /// The kprobe or uprobe this function serves, if it is one.
+    site: Option<&'s ProbeSite>,
     ctx: VReg,
     /// The globals' address, looked up once at entry when the block needs it.
     gp: Option<VReg>,
@@ -430,6 +461,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             mode,
             event,
             filter: None,
+            site: None,
             ctx: 0,
             gp: None,
             sp: 0,
@@ -504,6 +536,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             .map_or(Span::default(), |s| Span::new(s.span.hi, s.span.hi));
         self.push(Inst::Exit { code: Opnd::Imm(0) });
         self.f.frame = self.f.frame.max(self.sp);
+        drop_unreachable(&mut self.f);
         // A block that never needs its context does not keep it in a register.
         let ctx = self.ctx;
         if !self.f.insts.iter().any(|(i, _)| i.uses().contains(&ctx)) {
@@ -2675,6 +2708,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             ExprKind::Field { obj, name } => {
                 if let Some(Binding::Args) = self.g.typed.bindings.get(&obj.id) {
+                    if let Some(site) = self.site {
+                        let ty = self.ty(e);
+                        let Some(f) = site.fetch().iter().find(|f| f.name == name.name) else {
+                            return Ok(Val::Num(Opnd::Imm(0)));
+                        };
+                        return self.fetch_value(site, f, ty, e.span);
+                    }
                     let ty = self.ty(e);
                     let field = self.event.and_then(|ev| ev.field(&name.name)).cloned();
                     return self.tp_field(field.as_ref(), ty, e.span);
@@ -2836,9 +2876,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             BuiltinVar::Cpu => Ok(Val::Num(Opnd::V(call(self, h::GET_SMP_PROCESSOR_ID)))),
             BuiltinVar::Probename => {
-                let name = match self.event {
-                    Some(ev) => ev.name.clone(),
-                    None => "profile".to_string(),
+                let name = match (self.event, self.site) {
+                    (Some(ev), _) => ev.name.clone(),
+                    (None, Some(site)) => site.symbol().to_string(),
+                    (None, None) => "profile".to_string(),
                 };
                 let size = match self.ty(e) {
                     Ty::Str(n) => round8(n),
@@ -2850,11 +2891,266 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             BuiltinVar::Argstr => Err(self.err(e.span, "`argstr` is not supported yet")),
             BuiltinVar::Arg(i) => {
+                if let Some(site) = self.site {
+                    let ty = self.ty(e);
+                    return self.site_arg(site, u32::from(i), ty, e.span);
+                }
                 let ty = self.ty(e);
                 let field = self.event.and_then(|ev| ev.args().nth(i as usize)).cloned();
                 self.tp_field(field.as_ref(), ty, e.span)
             }
         }
+    }
+
+    /// `argN` of a kprobe or uprobe: 0 is the probed address; then the fetch-args if the
+    /// event has them, else the function's arguments by the target's calling convention (the
+    /// return value as `arg1` of a return probe).
+    fn site_arg(&mut self, site: &ProbeSite, i: u32, ty: Ty, span: Span) -> R<Val> {
+        let regs = arch::regs(self.g.target);
+        if i == 0 {
+            return Ok(Val::Num(self.ctx_slot(regs.ip())));
+        }
+        if !site.fetch().is_empty() {
+            return match site.fetch().get(i as usize - 1) {
+                Some(f) => self.fetch_value(site, f, ty, span),
+                None => Ok(Val::Num(Opnd::Imm(0))),
+            };
+        }
+        if site.is_ret() {
+            return Ok(Val::Num(if i == 1 {
+                self.ctx_slot(regs.ret())
+            } else {
+                Opnd::Imm(0)
+            }));
+        }
+        let kind = match site {
+            ProbeSite::Kprobe { symbol, .. } => regs.call_kind(symbol),
+            ProbeSite::Uprobe { .. } => CallKind::Function,
+        };
+        match regs.arg(i, kind) {
+            Some(loc) => self.arg_loc(site, loc, span),
+            None => Ok(Val::Num(Opnd::Imm(0))),
+        }
+    }
+
+    /// A register saved in the probe's `struct pt_regs` context.
+    fn ctx_slot(&mut self, slot: RegSlot) -> Opnd {
+        let r = self.f.new_reg();
+        let size = match slot.size {
+            1 => BPF_B,
+            2 => BPF_H,
+            4 => BPF_W,
+            _ => BPF_DW,
+        };
+        self.push(Inst::Load {
+            size,
+            dst: r,
+            base: Base::V(self.ctx),
+            off: slot.offset as i16,
+        });
+        Opnd::V(r)
+    }
+
+    /// Reads `size` bytes at `addr` (checked: a bad address reads as 0) from the probed task's
+    /// memory (uprobes) or the kernel's (kprobes, and `kernel` reads).
+    fn probe_read_word(&mut self, user: bool, addr: Opnd, size: u8, span: Span) -> R<Opnd> {
+        let tmp = self.alloc(8, span)?;
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::Fp,
+            off: tmp,
+            src: Opnd::Imm(0),
+        });
+        let helper = if user {
+            h::PROBE_READ_USER
+        } else {
+            h::PROBE_READ_KERNEL
+        };
+        let size = match size {
+            1 | 2 | 4 => size,
+            _ => 8,
+        };
+        let a = self.reg(addr);
+        self.push(Inst::Call {
+            helper,
+            args: vec![Arg::Fp(tmp), Arg::Imm(i64::from(size)), Arg::V(a)],
+            dst: None,
+        });
+        let r = self.f.new_reg();
+        // The bytes read are the value's own, at the start of the buffer in either byte order.
+        let sz = match size {
+            1 => BPF_B,
+            2 => BPF_H,
+            4 => BPF_W,
+            _ => BPF_DW,
+        };
+        self.push(Inst::Load {
+            size: sz,
+            dst: r,
+            base: Base::Fp,
+            off: tmp,
+        });
+        Ok(Opnd::V(r))
+    }
+
+    fn arg_loc(&mut self, site: &ProbeSite, loc: ArgLoc, span: Span) -> R<Val> {
+        let regs = arch::regs(self.g.target);
+        let user = matches!(site, ProbeSite::Uprobe { .. });
+        Ok(Val::Num(match loc {
+            ArgLoc::Reg(slot) => self.ctx_slot(slot),
+            ArgLoc::Stack { offset, size } => {
+                let sp = self.ctx_slot(regs.sp());
+                let a = self.reg(sp);
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: a,
+                    src: Opnd::Imm(offset as i32),
+                    w32: false,
+                });
+                self.probe_read_word(user, Opnd::V(a), size, span)?
+            }
+            ArgLoc::Indirect { ptr, field } => {
+                // The user's registers saved on the kernel stack: always a kernel read.
+                let p = self.ctx_slot(ptr);
+                let a = self.reg(p);
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: a,
+                    src: Opnd::Imm(field.offset as i32),
+                    w32: false,
+                });
+                self.probe_read_word(false, Opnd::V(a), field.size, span)?
+            }
+        }))
+    }
+
+    /// One fetch-arg (`%reg`, `+OFF(%reg)`, `$retval`, `$stackN`, with an optional type).
+    fn fetch_value(&mut self, site: &ProbeSite, f: &FetchArg, ty: Ty, span: Span) -> R<Val> {
+        let regs = arch::regs(self.g.target);
+        let user = matches!(site, ProbeSite::Uprobe { .. });
+        let word = self.g.target.word_size;
+        let (size, signed) = match f.ty.as_deref() {
+            Some("u8") => (1, false),
+            Some("s8") => (1, true),
+            Some("u16") => (2, false),
+            Some("s16") => (2, true),
+            Some("u32") => (4, false),
+            Some("s32") => (4, true),
+            Some("u64") => (8, false),
+            Some("s64") => (8, true),
+            _ => (word, false),
+        };
+        let arch_name = format!("{:?}", self.g.target.arch);
+        let reg = |name: &str| {
+            let name = name.trim_start_matches('%');
+            regs.reg(name).ok_or_else(|| {
+                Diagnostic::error(
+                    f.span,
+                    format!(
+                        "`%{}` is not a register of {} (its registers: {})",
+                        name,
+                        arch_name,
+                        regs.names().join(" ")
+                    ),
+                )
+            })
+        };
+        let addr = match &f.spec {
+            FetchSpec::Reg(name) => {
+                // The whole register is loaded (some program types allow context reads of
+                // the full word only), then cut to the type's size.
+                let slot = reg(name)?;
+                let v = self.ctx_slot(slot);
+                let v = if signed {
+                    self.sign(v, size, true)
+                } else if size < slot.size {
+                    let r = self.reg(v);
+                    let mask = match size {
+                        1 => 0xff,
+                        2 => 0xffff,
+                        _ => -1,
+                    };
+                    self.push(Inst::Alu {
+                        op: BPF_AND,
+                        dst: r,
+                        src: Opnd::Imm(mask),
+                        w32: size == 4,
+                    });
+                    Opnd::V(r)
+                } else {
+                    v
+                };
+                return Ok(Val::Num(v));
+            }
+            FetchSpec::Retval => return Ok(Val::Num(self.ctx_slot(regs.ret()))),
+            FetchSpec::Deref { offset, reg: r } => {
+                let slot = reg(r)?;
+                let base = self.ctx_slot(slot);
+                let a = self.reg(base);
+                let off = i32::try_from(*offset)
+                    .map_err(|_| self.err(f.span, "this offset does not fit in 32 bits"))?;
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: a,
+                    src: Opnd::Imm(off),
+                    w32: false,
+                });
+                Opnd::V(a)
+            }
+            FetchSpec::Stack(n) => {
+                let sp = self.ctx_slot(regs.sp());
+                let a = self.reg(sp);
+                let off = regs.stack_entry(*n).unwrap_or(0);
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: a,
+                    src: Opnd::Imm(off as i32),
+                    w32: false,
+                });
+                Opnd::V(a)
+            }
+        };
+        if let Ty::Str(cap) = fetch_ty(f, self.g.str_cap).max_str(ty) {
+            let size = round8(cap);
+            let off = self.alloc(size, span)?;
+            self.zero_buf(off, size);
+            let helper = if user {
+                h::PROBE_READ_USER_STR
+            } else {
+                h::PROBE_READ_KERNEL_STR
+            };
+            let a = self.reg(addr);
+            self.push(Inst::Call {
+                helper,
+                args: vec![Arg::Fp(off), Arg::Imm(size as i64), Arg::V(a)],
+                dst: None,
+            });
+            return Ok(Val::Str { off, size });
+        }
+        let v = self.probe_read_word(user, addr, size, span)?;
+        Ok(Val::Num(self.sign(v, size, signed)))
+    }
+
+    /// Sign-extends the low `size` bytes of `v` when `signed`.
+    fn sign(&mut self, v: Opnd, size: u8, signed: bool) -> Opnd {
+        if !signed || size >= 8 {
+            return v;
+        }
+        let r = self.reg(v);
+        let sh = 64 - 8 * i32::from(size);
+        self.push(Inst::Alu {
+            op: BPF_LSH,
+            dst: r,
+            src: Opnd::Imm(sh),
+            w32: false,
+        });
+        self.push(Inst::Alu {
+            op: BPF_ARSH,
+            dst: r,
+            src: Opnd::Imm(sh),
+            w32: false,
+        });
+        Opnd::V(r)
     }
 
     /// Reads a tracepoint field from the context (0 or "" when this event lacks it).
@@ -3755,6 +4051,39 @@ fn concat_const(e: &Expr) -> Option<Vec<u8>> {
             Some(a)
         }
         _ => const_int(e).map(|n| n.to_string().into_bytes()),
+    }
+}
+
+/// Removes instructions no path reaches (after an `exit()` or a jump, up to a label some
+/// live jump targets): the kernel's verifier rejects a program with unreachable code.
+fn drop_unreachable(f: &mut IrFunc) {
+    loop {
+        let targets: std::collections::HashSet<Label> = f
+            .insts
+            .iter()
+            .filter_map(|(i, _)| match i {
+                Inst::Jmp { target, .. } | Inst::Ja { target } => Some(*target),
+                _ => None,
+            })
+            .collect();
+        let before = f.insts.len();
+        let mut live = true;
+        f.insts.retain(|(i, _)| {
+            if let Inst::Label(l) = i {
+                live = live || targets.contains(l);
+            }
+            let keep = live;
+            if matches!(i, Inst::Exit { .. } | Inst::Ja { .. }) {
+                live = false;
+            }
+            keep
+        });
+        // Labels nothing jumps to any more are dropped too, so the next round sees fewer.
+        f.insts
+            .retain(|(i, _)| !matches!(i, Inst::Label(l) if !targets.contains(l)));
+        if f.insts.len() == before {
+            break;
+        }
     }
 }
 

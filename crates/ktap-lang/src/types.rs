@@ -31,6 +31,14 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// A string type wide enough for both (`self` when `other` is no string).
+    pub fn max_str(self, other: Ty) -> Ty {
+        match (self, other) {
+            (Ty::Str(a), Ty::Str(b)) => Ty::Str(a.max(b)),
+            (t, _) => t,
+        }
+    }
+
     /// What a user reads in a message.
     pub fn describe(self) -> &'static str {
         match self {
@@ -193,9 +201,142 @@ pub enum Mode {
 /// The events one `trace` item expanded to, and its argument types.
 #[derive(Clone, Debug)]
 pub struct TraceInfo {
+    /// The tracepoints.
     pub events: Vec<TpFormat>,
+    /// The kprobes and uprobes.
+    pub others: Vec<ProbeSite>,
     /// Capacity of `probename` (longest event name + 1).
     pub probename_cap: u32,
+}
+
+/// A kprobe or uprobe one event definition expanded to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeSite {
+    Kprobe {
+        symbol: String,
+        offset: u64,
+        ret: bool,
+        fetch: Vec<FetchArg>,
+    },
+    Uprobe {
+        path: String,
+        symbol: String,
+        /// The file offset the kernel attaches at.
+        offset: u64,
+        ret: bool,
+        fetch: Vec<FetchArg>,
+    },
+}
+
+impl ProbeSite {
+    /// The function probed, as `probename` gives it.
+    pub fn symbol(&self) -> &str {
+        match self {
+            ProbeSite::Kprobe { symbol, .. } | ProbeSite::Uprobe { symbol, .. } => symbol,
+        }
+    }
+    pub fn fetch(&self) -> &[FetchArg] {
+        match self {
+            ProbeSite::Kprobe { fetch, .. } | ProbeSite::Uprobe { fetch, .. } => fetch,
+        }
+    }
+    pub fn is_ret(&self) -> bool {
+        match self {
+            ProbeSite::Kprobe { ret, .. } | ProbeSite::Uprobe { ret, .. } => *ret,
+        }
+    }
+}
+
+/// The static type of a fetch-arg.
+pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
+    match f.ty.as_deref() {
+        Some("string") => Ty::Str(str_cap),
+        _ => Ty::Num,
+    }
+}
+
+/// The kernel functions a kprobe's symbol names (a glob expands over kallsyms, without the
+/// kprobe blacklist).
+fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, String> {
+    let Some(text) = kernel.kallsyms() else {
+        if symbol.contains(['*', '?']) {
+            return Err(format!(
+                "`{symbol}` is a pattern, and this kernel's symbols (/proc/kallsyms) are not available"
+            ));
+        }
+        return Ok(vec![symbol.to_string()]);
+    };
+    let syms = ktap_bpf::arch::Kallsyms::parse(&text);
+    let blacklist =
+        ktap_bpf::arch::KprobeBlacklist::parse(&kernel.kprobe_blacklist().unwrap_or_default());
+    if symbol.contains(['*', '?']) {
+        let mut names: Vec<String> = syms
+            .functions_matching(symbol, &blacklist)
+            .into_iter()
+            .map(|s| s.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return Err(format!("no kernel function matches `{symbol}`"));
+        }
+        return Ok(names);
+    }
+    match syms.lookup(symbol) {
+        Some(s) if s.is_function() => {
+            if blacklist.contains_name(symbol) {
+                Err(format!(
+                    "`{symbol}` is on the kernel's kprobe blacklist: it cannot be probed"
+                ))
+            } else {
+                Ok(vec![symbol.to_string()])
+            }
+        }
+        Some(_) => Err(format!("`{symbol}` is a kernel symbol but not a function")),
+        None => {
+            let near = suggest(
+                symbol,
+                syms.symbols()
+                    .iter()
+                    .filter(|s| s.is_function())
+                    .map(|s| s.name.as_str()),
+            );
+            let mut msg = format!("no kernel function `{symbol}`");
+            if !near.is_empty() {
+                msg.push_str(&format!("; did you mean `{}`?", near.join("`, `")));
+            }
+            Err(msg)
+        }
+    }
+}
+
+/// A uprobe's name and file offset in the ELF file at `path`.
+fn uprobe_site(
+    kernel: &dyn Kernel,
+    path: &str,
+    target: &UprobeTarget,
+) -> Result<(String, u64), String> {
+    let bytes = kernel
+        .read_file(path)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let elf = ktap_elf::Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    match target {
+        UprobeTarget::Address(off) => Ok((format!("0x{off:x}"), *off)),
+        UprobeTarget::Symbol { name, offset } => {
+            let f = elf
+                .find_function(name)
+                .map_err(|e| format!("{path}: {e}"))?;
+            if f.compressed {
+                return Err(format!(
+                    "{path}: `{name}` is Thumb/MIPS16 code, which uprobes cannot probe"
+                ));
+            }
+            let at = elf
+                .file_offset(f.probe_addr().wrapping_add(*offset))
+                .map_err(|e| format!("{path}: {e}"))?;
+            Ok((name.clone(), at))
+        }
+    }
 }
 
 /// The result of checking: every side table lowering needs.
@@ -397,6 +538,7 @@ impl<'l> Checker<'l> {
         for (i, item) in script.items.iter().enumerate() {
             let Item::Trace(tr) = item else { continue };
             let mut events = Vec::new();
+            let mut others = Vec::new();
             for ev in &tr.events {
                 match &ev.kind {
                     EventKind::Tracepoint { category, name } => {
@@ -419,12 +561,31 @@ impl<'l> Checker<'l> {
                             }
                         }
                     }
-                    EventKind::Kprobe { .. } => self
-                        .errors
-                        .push(Diagnostic::error(ev.span, "kprobes are not supported yet")),
-                    EventKind::Uprobe { .. } => self
-                        .errors
-                        .push(Diagnostic::error(ev.span, "uprobes are not supported yet")),
+                    EventKind::Kprobe {
+                        symbol,
+                        offset,
+                        ret,
+                    } => match kprobe_symbols(kernel, symbol) {
+                        Ok(syms) => others.extend(syms.into_iter().map(|s| ProbeSite::Kprobe {
+                            symbol: s,
+                            offset: *offset,
+                            ret: *ret,
+                            fetch: ev.fetch_args.clone(),
+                        })),
+                        Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
+                    },
+                    EventKind::Uprobe { path, target, ret } => {
+                        match uprobe_site(kernel, path, target) {
+                            Ok((symbol, offset)) => others.push(ProbeSite::Uprobe {
+                                path: path.clone(),
+                                symbol,
+                                offset,
+                                ret: *ret,
+                                fetch: ev.fetch_args.clone(),
+                            }),
+                            Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
+                        }
+                    }
                     EventKind::Sdt { .. } => self.errors.push(Diagnostic::error(
                         ev.span,
                         "USDT probes are not supported yet",
@@ -435,26 +596,30 @@ impl<'l> Checker<'l> {
                     )),
                 }
             }
-            if !ev_fetch_args_empty(tr) {
-                self.errors.push(Diagnostic::error(
-                    tr.events[0].span,
-                    "fetch-args are not supported yet",
-                ));
-            }
             if let Some(f) = &tr.filter {
-                self.check_filter(&f.expr, &events);
+                if others.is_empty() {
+                    self.check_filter(&f.expr, &events);
+                } else {
+                    self.errors.push(Diagnostic::error(
+                        f.span,
+                        "filters on kprobes and uprobes are not supported yet",
+                    ));
+                }
             }
             events.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
             events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
             let probename_cap = events
                 .iter()
                 .map(|e| e.name.len() as u32 + 1)
+                .chain(others.iter().map(|o| o.symbol().len() as u32 + 1))
                 .max()
-                .unwrap_or(1);
+                .unwrap_or(1)
+                .min(self.limits.str_cap);
             self.t.traces.insert(
                 i,
                 TraceInfo {
                     events,
+                    others,
                     probename_cap,
                 },
             );
@@ -1285,6 +1450,23 @@ impl<'l> Checker<'l> {
                             }
                         }
                     }
+                    for site in &t.others {
+                        let fty = match (i, site.fetch()) {
+                            (0, _) | (_, []) => Some(Ty::Num),
+                            (i, fetch) => fetch
+                                .get(i as usize - 1)
+                                .map(|f| fetch_ty(f, self.limits.str_cap)),
+                        };
+                        if let Some(fty) = fty {
+                            match join(ty, fty) {
+                                Some(j) => ty = j,
+                                None => self.err(
+                                    span,
+                                    format!("`arg{}` is a number in some of these events and a string in others", i),
+                                ),
+                            }
+                        }
+                    }
                     if ty == Ty::Unknown {
                         self.err(span, format!("none of these events has an `arg{}`", i));
                     }
@@ -1422,6 +1604,11 @@ impl<'l> Checker<'l> {
                                     },
                                     Err(m) => self.err(name.span, format!("{}: {}", ev.name, m)),
                                 }
+                            }
+                        }
+                        for f in t.others.iter().flat_map(|o| o.fetch()) {
+                            if f.name == name.name {
+                                ty = join(ty, fetch_ty(f, self.limits.str_cap)).unwrap_or(ty);
                             }
                         }
                         if ty == Ty::Unknown {
@@ -1832,10 +2019,6 @@ enum SlotRef {
     Key(u32),
     Value(u32),
     Ret(FuncId),
-}
-
-fn ev_fetch_args_empty(tr: &Trace) -> bool {
-    tr.events.iter().all(|e| e.fetch_args.is_empty())
 }
 
 /// `f` or `ns.f` as written in a call.

@@ -149,6 +149,20 @@ impl TracefsKernel {
 }
 
 impl Kernel for TracefsKernel {
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        fs::read(path).map_err(|e| e.to_string())
+    }
+
+    fn kallsyms(&self) -> Option<String> {
+        fs::read_to_string("/proc/kallsyms").ok()
+    }
+
+    fn kprobe_blacklist(&self) -> Option<String> {
+        // debugfs is usually mounted beside tracefs; without it every function is a candidate
+        // and the kernel itself refuses a blacklisted one at attach time.
+        fs::read_to_string("/sys/kernel/debug/kprobes/blacklist").ok()
+    }
+
     fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
         let events = self.root.join("events");
         let mut out = Vec::new();

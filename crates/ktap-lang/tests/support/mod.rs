@@ -20,6 +20,9 @@ impl FixtureKernel {
         let mut events = Vec::new();
         for cat in std::fs::read_dir(&root).expect("test_data/kernel") {
             let cat = cat.expect("dir entry").path();
+            if !cat.is_dir() {
+                continue;
+            }
             for f in std::fs::read_dir(&cat).expect("category dir") {
                 let f = f.expect("dir entry").path();
                 let text = std::fs::read_to_string(&f).expect("format file");
@@ -48,6 +51,13 @@ impl Kernel for FixtureKernel {
             .find(|(c, n, _)| c == category && n == name)
             .ok_or_else(|| format!("no event {}:{}", category, name))?;
         parse_tp_format(category, text).map_err(|e| e.message)
+    }
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| e.to_string())
+    }
+    fn kallsyms(&self) -> Option<String> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(root.join("test_data/kernel/kallsyms")).ok()
     }
     fn all_tracepoints(&self) -> Vec<String> {
         self.events
