@@ -17,8 +17,9 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Ring buffer pages per CPU: 256 KiB holds a few thousand syscall records between reads.
-const RING_PAGES: usize = 64;
+/// Ring buffer pages per CPU: 1 MiB holds about 15000 syscall records, what a busy workload
+/// makes between two reads; the kernel counts what does not fit, and ktap reports it.
+const RING_PAGES: usize = 256;
 
 /// `CLOCK_MONOTONIC` now, the clock of the samples.
 pub fn monotonic_ns() -> u64 {

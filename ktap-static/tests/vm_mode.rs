@@ -103,12 +103,20 @@ fn top_level_code_is_the_same() {
 }
 
 #[test]
-fn syscall_counts_by_process_are_the_same() {
+fn syscall_counts_by_process_agree() {
+    // The workload's own start-up system calls vary a little from run to run, so both modes
+    // must count at least its getppid calls, and nearly the same.
     same(
         "samples/syscalls/count_by_proc.kp",
         &[],
-        &["getppid", "1000"],
-        workload_count,
+        &["getppid", "5000"],
+        |l| {
+            let n: u64 = workload_count(l)?.rsplit(' ').next()?.parse().ok()?;
+            Some(format!(
+                "at least 5000, and at most 300 more: {}",
+                (5_000..5_300).contains(&n)
+            ))
+        },
     );
 }
 
@@ -127,12 +135,17 @@ fn syscall_counts_by_pid_are_the_same() {
 }
 
 #[test]
-fn syscall_counts_by_name_are_the_same() {
+fn syscall_counts_by_name_agree() {
     same(
         "samples/syscalls/count_by_name.kp",
         &[],
-        &["getppid", "1000"],
-        count_of("sys_enter_getppid"),
+        // Enough calls to stay in the chart's top 20 on a busy machine; other processes call
+        // getppid too, so the workload's calls are a lower bound.
+        &["getppid", "5000"],
+        |l| {
+            let n: u64 = count_of("sys_enter_getppid")(l)?.parse().ok()?;
+            Some(format!("at least 5000: {}", n >= 5000))
+        },
     );
 }
 

@@ -415,14 +415,14 @@ impl PerfExec {
             ),
             _ => (0, 0, 0),
         };
-        // The reader is woken when a quarter of a ring is full, and `poll` waits its timeout
+        // The reader is woken when an eighth of a ring is full, and `poll` waits its timeout
         // otherwise. Waking per sample would feed back: the reader's own system calls are
         // events too, and each would wake it for more.
         let base = Attr {
             size: std::mem::size_of::<Attr>() as u32,
             read_format: FORMAT_ID,
             flags: FLAG_DISABLED | FLAG_SAMPLE_ID_ALL | FLAG_USE_CLOCKID | FLAG_WATERMARK,
-            wakeup_watermark: (pages as u32 * 4096 / 4).max(1),
+            wakeup_watermark: (pages as u32 * 4096 / 8).max(1),
             clockid: libc::CLOCK_MONOTONIC,
             ..Default::default()
         };
