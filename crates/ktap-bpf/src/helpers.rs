@@ -79,6 +79,9 @@ pub const GET_CURRENT_PID_TGID: i32 = 14;
 pub const GET_CURRENT_UID_GID: i32 = 15;
 pub const GET_CURRENT_COMM: i32 = 16;
 pub const PERF_EVENT_OUTPUT: i32 = 25;
+pub const GET_STACKID: i32 = 27;
+/// `get_stackid` flag: the user stack rather than the kernel's.
+pub const BPF_F_USER_STACK: u64 = 1 << 8;
 pub const PROBE_READ_STR: i32 = 45;
 pub const PROBE_READ_USER: i32 = 112;
 pub const PROBE_READ_KERNEL: i32 = 113;
@@ -156,6 +159,7 @@ pub static HELPERS: &[Helper] = &[
         &[Ctx, Map, Scalar, Mem, SizeOrZero],
         Ret::Scalar,
     ),
+    kernel(GET_STACKID, "get_stackid", &[Ctx, Map, Scalar], Ret::Scalar),
     kernel(
         PROBE_READ_STR,
         "probe_read_str",

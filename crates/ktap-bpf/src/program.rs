@@ -235,6 +235,8 @@ pub enum MapKind {
     PerfEventArray = 4,
     PercpuHash = 5,
     PercpuArray = 6,
+    /// Stack traces by id, written by `get_stackid`.
+    StackTrace = 7,
 }
 
 /// What a map is for, so output and cleanup know how to read it.
@@ -256,6 +258,8 @@ pub enum MapRole {
     Aggregation,
     /// One zero-filled array value, the initial value of a new aggregation entry.
     Zeros,
+    /// The stack traces `stack()` and `ustack()` record (a `StackTrace` map).
+    Stacks,
 }
 
 /// The value layout of aggregation maps, and merging the values of several CPUs.
@@ -380,6 +384,12 @@ pub enum ValueType {
     /// A value of several types, this many bytes in all: a 64-bit tag (see [`TAG_NIL`] ..
     /// [`TAG_BOOL`]) then the payload (a number, or a NUL-padded string).
     Any(u32),
+    /// A kernel stack: the 64-bit id of its entry in the program's `Stacks` map (negative
+    /// when the kernel could not record it).
+    Stack,
+    /// A user stack: the id as for `Stack`, then the 64-bit `tgid << 32 | pid` of the task,
+    /// whose memory map names the frames.
+    UStack,
 }
 
 /// Tags of [`ValueType::Any`] values.
@@ -392,6 +402,7 @@ impl ValueType {
     pub const fn size(self) -> u32 {
         match self {
             ValueType::Str(n) | ValueType::Any(n) => n,
+            ValueType::UStack => 16,
             _ => 8,
         }
     }

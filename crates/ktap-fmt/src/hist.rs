@@ -55,8 +55,7 @@ pub(crate) fn write_hist(entries: &[(Value, i64)], n: usize, out: &mut Vec<u8>) 
         )
         .as_bytes(),
     );
-    let mut rows: Vec<&(Value, i64)> = entries.iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rows = sorted(entries);
     // Bars are shares of the sum of every value, shown or not, as in ktap. i128 cannot overflow
     // for any number of i64 values a table can hold.
     let sum: i128 = entries.iter().map(|e| i128::from(e.1)).sum();
@@ -79,6 +78,14 @@ pub(crate) fn write_hist(entries: &[(Value, i64)], n: usize, out: &mut Vec<u8>) 
     if entries.len() > n {
         out.extend_from_slice(format!("{:>KEY_WIDTH$} |\n", "...").as_bytes());
     }
+}
+
+/// The rows in `print_hist`'s order: by value, largest first, then by key. Text and JSON
+/// output both show the first `n` of them.
+pub(crate) fn sorted(entries: &[(Value, i64)]) -> Vec<&(Value, i64)> {
+    let mut rows: Vec<&(Value, i64)> = entries.iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows
 }
 
 /// `count`'s share of `sum` in `@`, truncated as C's integer division does, padded with spaces

@@ -1,4 +1,5 @@
-//! Output records to text: `print`, `printf` and `print_hist`, formatted as ktap formats them.
+//! Output records to text: `print`, `printf` and `print_hist`, formatted as ktap formats them,
+//! or to JSON lines (`-f json`).
 //!
 //! Probes send output records through a perf buffer and userspace blocks hand the same records
 //! over directly; [`Printer::handle`] turns one record into text by its [`ktap_bpf::Format`].
@@ -6,6 +7,7 @@
 //! host's byte order: records and map bytes are read in the program's target order.
 
 pub mod hist;
+pub mod json;
 pub mod printer;
 pub mod printf;
 
@@ -14,7 +16,7 @@ use std::fmt;
 use ktap_bpf::{Endian, ValueType};
 
 pub use hist::{render_hist, DEFAULT_TOP};
-pub use printer::{FmtError, MapSource, Outcome, Printer};
+pub use printer::{FmtError, MapSource, Mode, Outcome, Printer};
 pub use printf::{Piece, PrintfError};
 
 /// A value read from an output record or a map.
@@ -61,6 +63,8 @@ pub fn decode(bytes: &[u8], ty: ValueType, endian: Endian) -> Value {
         ValueType::Int => Value::Int(word(bytes, endian) as i64),
         ValueType::Bool => Value::Bool(word(bytes, endian) != 0),
         ValueType::Nil => Value::Nil,
+        // A stack's id; the printer turns it into the symbolized frames.
+        ValueType::Stack | ValueType::UStack => Value::Int(word(bytes, endian) as i64),
         ValueType::Any(n) => {
             let payload = bytes.get(8..).unwrap_or_default();
             match word(bytes, endian) {
@@ -93,11 +97,19 @@ pub(crate) fn word(bytes: &[u8], endian: Endian) -> u64 {
 pub trait Symbolizer {
     /// The symbol containing `addr` and `addr`'s offset from the symbol's start, if known.
     fn symbol(&self, addr: u64) -> Option<(String, u64)>;
+    /// The same for `addr` in the user memory of process `pid`.
+    fn user_symbol(&self, pid: u32, addr: u64) -> Option<(String, u64)> {
+        let _ = (pid, addr);
+        None
+    }
 }
 
 impl<T: Symbolizer + ?Sized> Symbolizer for &T {
     fn symbol(&self, addr: u64) -> Option<(String, u64)> {
         (**self).symbol(addr)
+    }
+    fn user_symbol(&self, pid: u32, addr: u64) -> Option<(String, u64)> {
+        (**self).user_symbol(pid, addr)
     }
 }
 

@@ -1,12 +1,13 @@
-//! The record printer: one output record in, its text written out, and what the caller must do
-//! next (go on, stop, or empty a table).
+//! The record printer: one output record in, its text (or, with `-f json`, its JSON object)
+//! written out, and what the caller must do next (go on, stop, or empty a table).
 
 use std::fmt;
 use std::io::{self, Write};
 
 use ktap_bpf::{agg, Action, Endian, Format, Program, ValueType, RECORD_HEADER};
 
-use crate::hist::{write_hist, write_pow2, DEFAULT_TOP};
+use crate::hist::{sorted, write_hist, write_pow2, DEFAULT_TOP};
+use crate::json;
 use crate::printf::{self, Piece, PrintfError};
 use crate::{decode, word, Symbolizer, Value};
 
@@ -21,11 +22,29 @@ pub enum Outcome {
     Clear(u32),
 }
 
+/// How records are written out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// ktap's text, byte for byte.
+    #[default]
+    Text,
+    /// One JSON object per line for every record that prints something, and for `exit()`
+    /// (the schema is in `docs/json.md`).
+    Json,
+}
+
 /// Read access to the program's tables, for `print_hist`.
 pub trait MapSource {
     /// Every entry of map `map` (an index into [`Program::maps`]) as key and value bytes, in the
     /// target's byte order. For a per-CPU map, one value per key, already combined over CPUs.
     fn entries(&mut self, map: u32) -> Vec<(Vec<u8>, Vec<u8>)>;
+    /// The value under `key` (a stack trace by its id, say).
+    fn lookup(&mut self, map: u32, key: &[u8]) -> Option<Vec<u8>> {
+        self.entries(map)
+            .into_iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v)
+    }
 }
 
 /// A record that cannot be printed. Apart from `Io`, each comes from a bug in whatever produced
@@ -105,15 +124,22 @@ pub struct Printer<S> {
     /// `parsed[i]` is format `i`'s printf string with its pieces. The string is kept so that a
     /// record of another program with the same index is parsed afresh, not misprinted.
     parsed: Vec<Option<(String, Vec<Piece>)>>,
+    mode: Mode,
 }
 
 impl<S: Symbolizer> Printer<S> {
-    /// A printer that names `%p` addresses with `sym`.
+    /// A printer of text that names `%p` addresses with `sym`.
     pub fn new(sym: S) -> Printer<S> {
         Printer {
             sym,
             parsed: Vec::new(),
+            mode: Mode::Text,
         }
+    }
+
+    /// Writes the records that follow in `mode`.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
     }
 
     /// Prints one record of `prog` to `out`. The text of a record is written with one call, so
@@ -135,9 +161,20 @@ impl<S: Symbolizer> Printer<S> {
             .formats
             .get(index)
             .ok_or_else(|| unknown_format(id, prog))?;
-        let args = fields(record, format, id, endian)?;
+        let mut args = fields(record, format, id, endian)?;
+        for (v, f) in args.iter_mut().zip(&format.fields) {
+            if matches!(f.ty, ValueType::Stack | ValueType::UStack) {
+                let bytes = record.get(f.offset as usize..).unwrap_or_default();
+                *v = stack_text(prog, maps, &self.sym, bytes, f.ty);
+            }
+        }
         let mut text = Vec::new();
+        let json = self.mode == Mode::Json;
         let outcome = match &format.action {
+            Action::Print if json => {
+                json::print(&args, &mut text);
+                Outcome::Continue
+            }
             Action::Print => {
                 for (i, v) in args.iter().enumerate() {
                     if i > 0 {
@@ -151,7 +188,13 @@ impl<S: Symbolizer> Printer<S> {
             Action::Printf(fmt) => {
                 let pieces = parsed(&mut self.parsed, index, fmt)
                     .map_err(|error| FmtError::Printf { format: id, error })?;
-                printf::format_into(pieces, &args, &self.sym, &mut text);
+                if json {
+                    let mut line = Vec::new();
+                    printf::format_into(pieces, &args, &self.sym, &mut line);
+                    json::printf(&line, &mut text);
+                } else {
+                    printf::format_into(pieces, &args, &self.sym, &mut text);
+                }
                 Outcome::Continue
             }
             Action::PrintHist { map } => {
@@ -165,14 +208,28 @@ impl<S: Symbolizer> Printer<S> {
                 let entries: Vec<(Value, i64)> = maps
                     .entries(*map)
                     .iter()
-                    .map(|(k, v)| (decode(k, def.key, endian), word(v, endian) as i64))
+                    .map(|(k, v)| {
+                        let key = match def.key {
+                            ValueType::Stack | ValueType::UStack => {
+                                stack_text(prog, maps, &self.sym, k, def.key)
+                            }
+                            kt => decode(k, kt, endian),
+                        };
+                        (key, word(v, endian) as i64)
+                    })
                     .collect();
                 let n = match args.first() {
                     // A negative count shows no rows, as a count of zero does.
                     Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
                     _ => DEFAULT_TOP,
                 };
-                write_hist(&entries, n, &mut text);
+                if json {
+                    let rows = sorted(&entries);
+                    let shown = rows.get(..n).unwrap_or(&rows);
+                    json::hist(&def.name, shown, rows.len() - shown.len(), &mut text);
+                } else {
+                    write_hist(&entries, n, &mut text);
+                }
                 Outcome::Continue
             }
             Action::Clear { map } => {
@@ -209,19 +266,80 @@ impl<S: Symbolizer> Printer<S> {
                         map: def.name.clone(),
                     });
                 }
-                write_pow2(&buckets, &mut text);
+                if json {
+                    json::pow2(
+                        &def.name,
+                        &decode(key, def.key, endian),
+                        &buckets,
+                        &mut text,
+                    );
+                } else {
+                    write_pow2(&buckets, &mut text);
+                }
                 Outcome::Continue
             }
-            Action::Exit => match args.first() {
-                Some(Value::Int(code)) => Outcome::Exit(*code),
-                _ => Outcome::Exit(0),
-            },
+            Action::Exit => {
+                let code = match args.first() {
+                    Some(Value::Int(code)) => *code,
+                    _ => 0,
+                };
+                if json {
+                    json::exit(code, &mut text);
+                }
+                Outcome::Exit(code)
+            }
         };
         if !text.is_empty() {
             out.write_all(&text)?;
         }
         Ok(outcome)
     }
+}
+
+/// A stack value's frames, one per line, innermost first: `    symbol+0xoff` (or the bare
+/// address when no symbol is known).
+fn stack_text(
+    prog: &Program,
+    maps: &mut dyn MapSource,
+    sym: &dyn Symbolizer,
+    bytes: &[u8],
+    ty: ValueType,
+) -> Value {
+    let endian = prog.target.endian;
+    let id = word(bytes, endian) as i64;
+    let pid = (word(bytes.get(8..).unwrap_or_default(), endian) >> 32) as u32;
+    let Some(map) = prog.map_with_role(ktap_bpf::MapRole::Stacks) else {
+        return Value::Nil;
+    };
+    let key = match endian {
+        Endian::Little => (id as u32).to_le_bytes(),
+        Endian::Big => (id as u32).to_be_bytes(),
+    };
+    let frames = if id < 0 { None } else { maps.lookup(map, &key) };
+    let Some(frames) = frames else {
+        return Value::Str(b"    [stack not recorded]".to_vec());
+    };
+    let mut out = Vec::new();
+    for chunk in frames.chunks(8) {
+        let ip = word(chunk, endian);
+        if ip == 0 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(b'\n');
+        }
+        let found = match ty {
+            ValueType::UStack => sym.user_symbol(pid, ip),
+            _ => sym.symbol(ip),
+        };
+        let text = match found {
+            Some((name, 0)) => format!("    {name}"),
+            Some((name, off)) => format!("    {name}+0x{off:x}"),
+            None => format!("    0x{ip:x}"),
+        };
+        out.extend_from_slice(text.as_bytes());
+    }
+    Value::Str(out)
 }
 
 /// Format `index`'s parsed pieces, parsing `fmt` the first time it is seen there.

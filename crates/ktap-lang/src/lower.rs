@@ -31,6 +31,8 @@ const E2BIG: i32 = 7;
 /// its end in the verifier's worst case (offset < cap, size ≤ cap), then 24 bytes of digits.
 const SCRATCH_STR: u32 = 128;
 const SCRATCH_SIZE: u32 = SCRATCH_STR + 24;
+/// Distinct stacks the stack map holds; more are not recorded (printed as such).
+const STACK_ENTRIES: u32 = 4096;
 
 /// What lowering produces for the whole script.
 pub struct Lowered {
@@ -73,6 +75,8 @@ fn vtype(t: Ty) -> ValueType {
     match t {
         Ty::Str(n) => ValueType::Str(round8(n)),
         Ty::Any(n) => ValueType::Any(8 + round8(n)),
+        Ty::Stack => ValueType::Stack,
+        Ty::UStack => ValueType::UStack,
         Ty::Bool => ValueType::Bool,
         Ty::Nil | Ty::Unknown => ValueType::Nil,
         _ => ValueType::Int,
@@ -840,6 +844,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Stores a value into memory at `base + off` with the layout of type `ty`.
     fn store_val(&mut self, base: Base, off: i16, ty: ValueType, v: Val) {
         match ty {
+            // A user stack is a 16-byte buffer (id, task): stored as one.
+            ValueType::UStack => self.store_val(base, off, ValueType::Str(16), v),
             ValueType::Str(size) => {
                 // Copy through a temporary register word by word.
                 let t = self.f.new_reg();
@@ -919,6 +925,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
     /// Loads a value of type `ty` from `base + off` (strings are copied onto the stack).
     fn load_val(&mut self, base: VReg, off: i16, ty: ValueType, span: Span) -> R<Val> {
         match ty {
+            ValueType::UStack => self.load_val(base, off, ValueType::Str(16), span),
             ValueType::Str(size) | ValueType::Any(size) => {
                 let dst = self.alloc(size, span)?;
                 let t = self.f.new_reg();
@@ -1456,6 +1463,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.write_any((off, size), v);
                 Ok(off)
             }
+            (ValueType::UStack, v) => self.str_buf(v, 16, span),
             (ValueType::Str(size), _) => self.str_buf(v, size, span),
             (_, v) => {
                 let off = self.alloc(8, span)?;
@@ -2655,7 +2663,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 });
                 let miss = self.f.new_label();
                 match vt {
-                    ValueType::Str(size) | ValueType::Any(size) => {
+                    ValueType::Str(_) | ValueType::Any(_) | ValueType::UStack => {
+                        let size = vt.size();
                         let off = self.alloc(size, e.span)?;
                         self.zero_buf(off, size);
                         self.push(Inst::Jmp {
@@ -3622,6 +3631,27 @@ impl<'s, 'a> FnLower<'s, 'a> {
         src
     }
 
+    /// The stack-trace map (created on first use), deep enough for every stack the script
+    /// asks for.
+    fn stack_map(&mut self) -> u32 {
+        if let Some(m) = self.g.maps.iter().position(|m| m.role == MapRole::Stacks) {
+            return m as u32;
+        }
+        let depth = self.g.typed.stack_depth.max(1);
+        self.g.maps.push(MapDef {
+            name: "ktap_stacks".into(),
+            kind: MapKind::StackTrace,
+            role: MapRole::Stacks,
+            key: ValueType::Int,
+            value: ValueType::Nil,
+            key_size: 4,
+            value_size: 8 * depth,
+            max_entries: STACK_ENTRIES,
+            span: Span::default(),
+        });
+        self.g.maps.len() as u32 - 1
+    }
+
     /// The per-CPU scratch map (created on first use).
     fn scratch_map(&mut self) -> u32 {
         if let Some(m) = self.g.scratch {
@@ -4021,6 +4051,42 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Ok(Val::Str { off, size: 16 })
             }
             "count" | "sum" | "avg" | "min" | "max" | "hist" => self.agg_read(name, &args[0]),
+            "stack" | "ustack" => {
+                let skip = args.get(1).and_then(const_int).unwrap_or(0).clamp(0, 255);
+                let user = name == "ustack";
+                let flags = skip | if user { h::BPF_F_USER_STACK as i64 } else { 0 };
+                let map = self.stack_map();
+                let id = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::GET_STACKID,
+                    args: vec![Arg::V(self.ctx), Arg::Map(map), Arg::Imm(flags)],
+                    dst: Some(id),
+                });
+                if !user {
+                    return Ok(Val::Num(Opnd::V(id)));
+                }
+                // A user stack also names its task, whose memory map symbolizes it.
+                let off = self.alloc(16, e.span)?;
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off,
+                    src: Opnd::V(id),
+                });
+                let task = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::GET_CURRENT_PID_TGID,
+                    args: vec![],
+                    dst: Some(task),
+                });
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off: off + 8,
+                    src: Opnd::V(task),
+                });
+                Ok(Val::Str { off, size: 16 })
+            }
             other => Err(self.err(e.span, format!("`{}` is not supported yet", other))),
         }
     }

@@ -28,6 +28,10 @@ pub enum Ty {
     /// A value that is a number, a string or a boolean depending on the run (ktap's dynamic
     /// typing): tagged, with room for a payload of this many bytes (at least 8).
     Any(u32),
+    /// A kernel stack (`stack()`), printed as its symbolized frames.
+    Stack,
+    /// A user stack (`ustack()`).
+    UStack,
 }
 
 impl Ty {
@@ -49,6 +53,8 @@ impl Ty {
             Ty::Str(_) => "a string",
             Ty::Table(_) => "a table",
             Ty::Any(_) => "a value of several types",
+            Ty::Stack => "a kernel stack",
+            Ty::UStack => "a user stack",
         }
     }
 }
@@ -61,6 +67,8 @@ pub fn join(a: Ty, b: Ty) -> Option<Ty> {
         (x, y) if x == y => Some(x),
         // A table is a map, not a value: nothing else can share its place (LANGUAGE.md §7.1).
         (Ty::Table(_), _) | (_, Ty::Table(_)) => None,
+        // Nor a stack: its value is an id into the program's stack map, not a number.
+        (Ty::Stack | Ty::UStack, _) | (_, Ty::Stack | Ty::UStack) => None,
         // Numbers, strings and booleans together: a tagged value big enough for each.
         (x, y) => Some(Ty::Any(payload(x).max(payload(y)))),
     }
@@ -353,6 +361,8 @@ pub struct Typed {
     pub funcs: Vec<FuncInfo>,
     /// For each item index of a `trace` item, its expansion.
     pub traces: HashMap<usize, TraceInfo>,
+    /// Frames the stack map keeps per stack: the deepest `stack(N)`/`ustack(N)` asked for.
+    pub stack_depth: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -361,6 +371,9 @@ pub struct FuncInfo {
     pub params: Vec<VarId>,
     pub ret: Slot,
 }
+
+/// Frames a stack keeps when the script does not say (`stack()`).
+pub const DEFAULT_STACK_DEPTH: u32 = 16;
 
 /// Settings that shape types.
 #[derive(Clone, Debug)]
@@ -391,6 +404,7 @@ pub fn check(
             tables: Vec::new(),
             funcs: Vec::new(),
             traces: HashMap::new(),
+            stack_depth: 0,
         },
         limits,
         errors: Vec::new(),
@@ -1336,7 +1350,7 @@ impl<'l> Checker<'l> {
 
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
-            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) => {}
+            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Stack | Ty::UStack => {}
             other => self.err(
                 span,
                 format!(
@@ -1957,6 +1971,44 @@ impl<'l> Checker<'l> {
             "arch" => {
                 arity(self, 0, 0);
                 Ty::Str(16)
+            }
+            "stack" | "ustack" => {
+                let hi = if name == "stack" { 2 } else { 1 };
+                if arity(self, 0, hi) {
+                    let depth = match args.first() {
+                        Some(a) => match const_int(a) {
+                            Some(d) if (1..=127).contains(&d) => d as u32,
+                            _ => {
+                                self.err(
+                                    a.span,
+                                    "the depth of a stack is a constant from 1 to 127",
+                                );
+                                DEFAULT_STACK_DEPTH
+                            }
+                        },
+                        None => DEFAULT_STACK_DEPTH,
+                    };
+                    if let Some(skip) = args.get(1) {
+                        if !matches!(const_int(skip), Some(0..=255)) {
+                            self.err(skip.span, "the frames to skip are a constant from 0 to 255");
+                        }
+                    }
+                    self.t.stack_depth = self.t.stack_depth.max(depth);
+                }
+                if ctx.mode == Mode::User {
+                    self.err(
+                        e.span,
+                        format!(
+                            "`{}` is the stack of a traced task: only inside probes",
+                            name
+                        ),
+                    );
+                }
+                if name == "stack" {
+                    Ty::Stack
+                } else {
+                    Ty::UStack
+                }
             }
             "pairs" => {
                 self.err(e.span, "`pairs()` is only used in `for (k, v in pairs(t))`");

@@ -519,7 +519,7 @@ impl Session {
     pub fn clear(&self, map: u32) -> Result<(), LoadError> {
         let (slot, data) = self.slot(map)?;
         match slot.kind {
-            MapKind::Hash | MapKind::PercpuHash => {
+            MapKind::Hash | MapKind::PercpuHash | MapKind::StackTrace => {
                 for key in Self::keys(slot, data)? {
                     match maps::delete(data.fd().as_fd(), &key) {
                         Ok(()) | Err(libc::ENOENT) => {}
@@ -548,7 +548,9 @@ impl Session {
     pub fn count(&self, map: u32) -> Result<u64, LoadError> {
         let (slot, data) = self.slot(map)?;
         match slot.kind {
-            MapKind::Hash | MapKind::PercpuHash => Ok(Self::keys(slot, data)?.len() as u64),
+            MapKind::Hash | MapKind::PercpuHash | MapKind::StackTrace => {
+                Ok(Self::keys(slot, data)?.len() as u64)
+            }
             _ => Ok(u64::from(slot.max_entries)),
         }
     }
@@ -670,6 +672,7 @@ fn map_data(map: Map) -> Option<MapData> {
         | Map::PerCpuHashMap(d)
         | Map::Array(d)
         | Map::PerCpuArray(d)
+        | Map::StackTraceMap(d)
         | Map::PerfEventArray(d) => Some(d),
         _ => None,
     }

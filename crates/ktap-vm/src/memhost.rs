@@ -57,7 +57,9 @@ impl MemHost {
             .iter()
             .map(|m| Table {
                 store: match m.kind {
-                    MapKind::Hash | MapKind::PercpuHash => Store::Hash(BTreeMap::new()),
+                    MapKind::Hash | MapKind::PercpuHash | MapKind::StackTrace => {
+                        Store::Hash(BTreeMap::new())
+                    }
                     MapKind::Array | MapKind::PercpuArray => Store::Array(BTreeMap::new()),
                     MapKind::PerfEventArray => Store::Events,
                 },
