@@ -267,12 +267,9 @@ impl<S: Symbolizer> Printer<S> {
                     });
                 }
                 if json {
-                    json::pow2(
-                        &def.name,
-                        &decode(key, def.key, endian),
-                        &buckets,
-                        &mut text,
-                    );
+                    // The key as decoded above, so a stack key shows as its frames.
+                    let key = args.first().unwrap_or(&Value::Nil);
+                    json::pow2(&def.name, key, &buckets, &mut text);
                 } else {
                     write_pow2(&buckets, &mut text);
                 }
