@@ -791,3 +791,39 @@ fn a_missing_uprobe_symbol_is_named_with_suggestions() {
     assert!(se.contains("no function `syscal`"), "{se}");
     assert!(se.contains("`syscall`"), "{se}");
 }
+
+#[test]
+fn usdt_markers_fire_with_their_arguments() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    // A C++ program that throws five times: libstdc++'s `libstdcxx:throw` marker fires on each.
+    let dir = std::env::temp_dir().join(format!("ktap-usdt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let src = dir.join("thrower.cc");
+    std::fs::write(
+        &src,
+        "int main() { int n = 0; for (int i = 0; i < 5; i++) { try { throw i; } catch (int) { n++; } } return n == 5 ? 0 : 1; }\n",
+    )
+    .expect("write thrower.cc");
+    let exe = dir.join("thrower");
+    let built = Command::new("g++")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("g++ (make deps installs it)");
+    assert!(built.success(), "g++ failed");
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var n = 0 var typed = 0 trace sdt:/usr/lib/x86_64-linux-gnu/libstdc++.so.6:throw { n += 1 if (arg2 != 0) { typed += 1 } } trace_end { print(n, typed) }",
+        "--",
+        exe.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    // arg2 is the thrown type's std::type_info pointer: never null.
+    assert_eq!(so, "5\t5\n");
+    assert_nothing_left(&se);
+}

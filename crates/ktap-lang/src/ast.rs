@@ -112,6 +112,8 @@ pub enum FetchSpec {
     Retval,
     /// `$stackN`
     Stack(u32),
+    /// A constant (an SDT marker's argument can be one); the parser never makes it.
+    Const(i64),
 }
 
 /// The `/.../` filter in the kernel's event-filter language.

@@ -3092,6 +3092,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 return Ok(Val::Num(v));
             }
             FetchSpec::Retval => return Ok(Val::Num(self.ctx_slot(regs.ret()))),
+            FetchSpec::Const(c) => return Ok(Val::Num(self.konst(*c))),
             FetchSpec::Deref { offset, reg: r } => {
                 let slot = reg(r)?;
                 let base = self.ctx_slot(slot);

@@ -348,6 +348,7 @@ fn event(out: &mut String, ev: &EventDef) {
                 let _ = write!(out, "{offset:+}(%{reg})");
             }
             FetchSpec::Retval => out.push_str("$retval"),
+            FetchSpec::Const(c) => out.push_str(&c.to_string()),
             FetchSpec::Stack(n) => {
                 let _ = write!(out, "$stack{n}");
             }

@@ -318,6 +318,79 @@ fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, Stri
     }
 }
 
+/// The uprobes of SDT marker `name` (`provider:name` or `name`) in the file at `path`, one per
+/// site, with the marker's arguments as fetch-args (`arg1`..).
+fn sdt_sites(
+    kernel: &dyn Kernel,
+    path: &str,
+    name: &str,
+    span: Span,
+) -> Result<Vec<ProbeSite>, String> {
+    let bytes = kernel
+        .read_file(path)
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let elf = ktap_elf::Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let notes = elf.find_sdt(name).map_err(|e| format!("{path}: {e}"))?;
+    let mut sites = Vec::new();
+    for note in notes {
+        if note.semaphore_addr.is_some() {
+            return Err(format!(
+                "{path}: marker `{}` is guarded by a semaphore, which ktap cannot enable yet",
+                note.full_name()
+            ));
+        }
+        let offset = note.offset.ok_or_else(|| {
+            format!(
+                "{path}: marker `{}` is at no loaded address",
+                note.full_name()
+            )
+        })?;
+        let mut fetch = Vec::new();
+        for (i, a) in note.args.iter().enumerate() {
+            let spec = match a.loc {
+                ktap_elf::SdtLoc::Reg { reg, shift: 0 } => FetchSpec::Reg(reg.to_string()),
+                ktap_elf::SdtLoc::Mem { reg, offset } => FetchSpec::Deref {
+                    offset,
+                    reg: reg.to_string(),
+                },
+                ktap_elf::SdtLoc::Const(c) => FetchSpec::Const(c),
+                _ => {
+                    return Err(format!(
+                        "{path}: argument {} of marker `{}` (`{}`) is not supported yet",
+                        i + 1,
+                        note.full_name(),
+                        a.text
+                    ))
+                }
+            };
+            let ty = match (a.size, a.signed) {
+                (1, false) => "u8",
+                (1, true) => "s8",
+                (2, false) => "u16",
+                (2, true) => "s16",
+                (4, false) => "u32",
+                (4, true) => "s32",
+                (_, true) => "s64",
+                _ => "u64",
+            };
+            fetch.push(FetchArg {
+                name: format!("arg{}", i + 1),
+                spec,
+                ty: Some(ty.to_string()),
+                span,
+            });
+        }
+        sites.push(ProbeSite::Uprobe {
+            path: path.to_string(),
+            symbol: note.name.to_string(),
+            offset,
+            ret: false,
+            fetch,
+        });
+    }
+    Ok(sites)
+}
+
 /// A uprobe's name and file offset in the ELF file at `path`.
 fn uprobe_site(
     kernel: &dyn Kernel,
@@ -600,10 +673,10 @@ impl<'l> Checker<'l> {
                             Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                         }
                     }
-                    EventKind::Sdt { .. } => self.errors.push(Diagnostic::error(
-                        ev.span,
-                        "USDT probes are not supported yet",
-                    )),
+                    EventKind::Sdt { path, name } => match sdt_sites(kernel, path, name, ev.span) {
+                        Ok(sites) => others.extend(sites),
+                        Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
+                    },
                     EventKind::Ftrace { .. } => self.errors.push(Diagnostic::error(
                         ev.span,
                         "ftrace events are not supported yet",
