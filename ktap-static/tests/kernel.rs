@@ -827,3 +827,13 @@ fn usdt_markers_fire_with_their_arguments() {
     assert_eq!(so, "5\t5\n");
     assert_nothing_left(&se);
 }
+
+#[test]
+fn ansi_and_stringof() {
+    let out = run(&[
+        "-e",
+        "ansi.set_color(31) print(\"red\") ansi.reset_color() print(stringof(42) .. \"!\", stringof(\"s\"))",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "\x1b[31mred\n\x1b[0m42!\ts\n");
+}

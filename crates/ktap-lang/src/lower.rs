@@ -4037,6 +4037,28 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 }
                 Ok(Val::Num(Opnd::V(r)))
             }
+            "ansi.clear_screen" | "ansi.reset_color" | "ansi.new_line" | "ansi.set_color"
+            | "ansi.set_color2" | "ansi.set_color3" => {
+                // ktap's terminal control: escape sequences printed like printf's text.
+                let fmt = match name {
+                    "ansi.clear_screen" => "\x1b[1;1H\x1b[2J",
+                    "ansi.reset_color" => "\x1b[0m",
+                    "ansi.new_line" => "\n",
+                    "ansi.set_color" => "\x1b[%dm",
+                    "ansi.set_color2" => "\x1b[%d;%dm",
+                    _ => "\x1b[%d;%d;%dm",
+                };
+                let mut vals = Vec::new();
+                for a in args {
+                    vals.push((self.expr(a)?, Ty::Num));
+                }
+                self.output(Action::Printf(fmt.to_string()), &vals, e.span)?;
+                Ok(Val::Nil)
+            }
+            "stringof" => match self.expr(&args[0])? {
+                v @ Val::Str { .. } => Ok(v),
+                _ => self.concat(&args[0]),
+            },
             "arch" => {
                 let name = match self.g.target.arch {
                     ktap_bpf::Arch::X86_64 => "x86_64",

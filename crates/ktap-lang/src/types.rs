@@ -2045,6 +2045,43 @@ impl<'l> Checker<'l> {
                 arity(self, 0, 0);
                 Ty::Str(16)
             }
+            "ansi.clear_screen" | "ansi.reset_color" | "ansi.new_line" => {
+                arity(self, 0, 0);
+                Ty::Nil
+            }
+            "ansi.set_color" | "ansi.set_color2" | "ansi.set_color3" => {
+                let n = match name {
+                    "ansi.set_color" => 1,
+                    "ansi.set_color2" => 2,
+                    _ => 3,
+                };
+                if arity(self, n, n) {
+                    for (t, a) in tys.iter().zip(args) {
+                        if !matches!(t, Ty::Num | Ty::Unknown) {
+                            self.err(a.span, "a color is a number (30-37, 40-47)");
+                        }
+                    }
+                }
+                Ty::Nil
+            }
+            "stringof" => {
+                if arity(self, 1, 1)
+                    && !matches!(tys[0], Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_))
+                {
+                    self.err(
+                        args[0].span,
+                        format!(
+                            "`stringof` converts numbers and strings, not {}",
+                            tys[0].describe()
+                        ),
+                    );
+                }
+                match tys.first() {
+                    Some(Ty::Str(n)) => Ty::Str(*n),
+                    Some(Ty::Any(n)) => Ty::Str((*n).max(21).min(self.limits.str_cap)),
+                    _ => Ty::Str(21),
+                }
+            }
             "stack" | "ustack" => {
                 let hi = if name == "stack" { 2 } else { 1 };
                 if arity(self, 0, hi) {
