@@ -21,13 +21,15 @@ endif
 APT_PACKAGES := gcc libc6-dev
 # ktap-elf's tests read real files of every target with binutils' readelf: Debian's cross libcs
 # (ELF32 and ELF64, both byte orders), SDT-carrying libstdc++ and CPython, and probes they compile
-# with gcc and <sys/sdt.h>.
+# with gcc and <sys/sdt.h>; they check ktap-bpf's pt_regs tables against each target's uapi headers.
 APT_PACKAGES += binutils libstdc++6 python3-minimal systemtap-sdt-dev \
 	libc6-arm64-cross libc6-armhf-cross libc6-mips-cross libc6-mipsel-cross libc6-mips64el-cross \
-	libc6-powerpc-cross libc6-ppc64-cross libc6-ppc64el-cross
-# Named by the package list, so changing the list checks again; deleting ~/.cache/ktap does too.
-empty :=
-APT_STAMP := $(CACHE)/apt-$(subst $(empty) $(empty),+,$(sort $(APT_PACKAGES))).stamp
+	libc6-powerpc-cross libc6-ppc64-cross libc6-ppc64el-cross \
+	linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-mips-cross \
+	linux-libc-dev-powerpc-cross linux-libc-dev-ppc64-cross
+# Named by a checksum of the package list (the list itself outgrows a file name), so changing
+# the list checks again; deleting ~/.cache/ktap does too.
+APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
 
 RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 SCRIPT ?= samples/syscalls/count_by_name.kp
