@@ -31,6 +31,15 @@ fn asserts(l: &RegsLayout, st: &str, fields: &[(String, String)], unit: u32) -> 
     c
 }
 
+/// (target, uapi include directory, extra flags, struct, (field, register) pairs).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    Vec<(String, String)>,
+);
+
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
     list.iter()
         .map(|(f, n)| (f.to_string(), n.to_string()))
@@ -101,7 +110,7 @@ fn tables_match_the_uapi_headers() {
     // (target, uapi include directory, extra flags, struct, fields). PowerPC's header picks
     // softe or mq by the compiler's __powerpc64__; 64-bit MIPS and little-endian PowerPC64
     // share their 32-bit or big-endian sibling's header.
-    let cases: &[(&str, &str, &[&str], &str, Vec<(String, String)>)] = &[
+    let cases: &[Case] = &[
         (
             "x86_64",
             "/usr/include/x86_64-linux-gnu",
