@@ -6,6 +6,7 @@
 //! Nothing here performs I/O except writing to the `Write` it is given, and nothing assumes the
 //! host's byte order: records and map bytes are read in the program's target order.
 
+pub mod argstr;
 pub mod hist;
 pub mod json;
 pub mod printer;
