@@ -126,6 +126,12 @@ fn run(cli: Cli) -> Result<(), String> {
         eprint!("{}", diag::render_all(&d, &source));
         String::new()
     })?;
+    // No object the board's kernel would refuse: ktap's verifier, with that kernel's limits.
+    let limits = ktap_verifier::Limits::for_release(&release).unwrap_or_default();
+    crate::verify::check(&program, &limits).map_err(|m| {
+        eprint!("{m}");
+        String::new()
+    })?;
     let assumptions = recording.assumptions(release);
     if desc.is_none() && target != Target::host() && !assumptions.formats.is_empty() {
         eprintln!(

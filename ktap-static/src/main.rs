@@ -9,6 +9,7 @@ mod record;
 mod run;
 mod selftest;
 mod signals;
+mod verify;
 mod vm;
 mod vmexec;
 mod vmlive;
@@ -41,6 +42,11 @@ static APPLETS: &[Applet] = &[
         name: "ktap-selftest",
         help: "what this kernel supports; --dump FILE writes its description for ktapc --kernel",
         main: selftest::main,
+    },
+    Applet {
+        name: "ktap-verify",
+        help: "check FILE (script, object or .s) with ktap's verifier: ktap-verify [--compare] FILE",
+        main: verify::main,
     },
     Applet {
         name: "ktap-vm",

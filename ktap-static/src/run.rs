@@ -49,6 +49,19 @@ pub fn run(mut a: RunArgs) -> i32 {
         let _ = std::io::stdout().write_all(ktap_lang::listing(&prog).as_bytes());
         return 0;
     }
+    // ktap's verifier sees every program before the kernel (or the VM) does: a program it
+    // rejects is one located message, never a kernel log.
+    let t1 = Instant::now();
+    match crate::verify::check(&prog, &crate::verify::running_limits()) {
+        Ok(stats) if a.verbose => {
+            eprintln!("ktap: {}", crate::verify::summary(&stats, t1.elapsed()))
+        }
+        Ok(_) => {}
+        Err(m) => {
+            eprint!("{m}");
+            return 1;
+        }
+    }
     let out: Box<dyn Write> = match &a.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Box::new(BufWriter::new(f)),

@@ -20,6 +20,7 @@ pub mod perf_exec;
 mod session;
 pub mod test_run;
 pub mod tracefs;
+pub mod verdict;
 
 pub use error::LoadError;
 #[cfg(not(target_arch = "powerpc"))]

@@ -25,16 +25,16 @@ const LOG_SIZE: usize = 64 * 1024;
 /// The leading fields of `union bpf_attr` for `BPF_PROG_LOAD`, up to `prog_flags`.
 #[repr(C)]
 #[derive(Default)]
-struct ProgLoadAttr {
-    prog_type: u32,
-    insn_cnt: u32,
-    insns: u64,
-    license: u64,
-    log_level: u32,
-    log_size: u32,
-    log_buf: u64,
-    kern_version: u32,
-    prog_flags: u32,
+pub(crate) struct ProgLoadAttr {
+    pub(crate) prog_type: u32,
+    pub(crate) insn_cnt: u32,
+    pub(crate) insns: u64,
+    pub(crate) license: u64,
+    pub(crate) log_level: u32,
+    pub(crate) log_size: u32,
+    pub(crate) log_buf: u64,
+    pub(crate) kern_version: u32,
+    pub(crate) prog_flags: u32,
 }
 
 /// The `test` member of `union bpf_attr` for `BPF_PROG_TEST_RUN`, up to `ctx_out`.
@@ -56,7 +56,7 @@ struct TestRunAttr {
 }
 
 /// `bpf(cmd, attr)`, the attribute padded to the size the kernel accepts for every command.
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<i64, io::Error> {
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<i64, io::Error> {
     // The kernel zero-checks everything past the fields it knows, so a larger zeroed buffer is
     // always acceptable and keeps the call independent of the kernel's `bpf_attr` size.
     let mut buf = [0u8; 256];

@@ -103,7 +103,11 @@ fn directive(line: &str) -> Option<(usize, &str, &str)> {
     let rest = line.trim_start().strip_prefix(';')?;
     let (key, value) = rest.split_once(':')?;
     let key_trim = key.trim();
-    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
     let is_key = word(key_trim)
         || key_trim
             .strip_prefix("map ")

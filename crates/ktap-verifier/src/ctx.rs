@@ -2,7 +2,7 @@
 //! read or write, and which helpers it may call, as the kernel decides for each type.
 
 use ktap_bpf::helpers::{self, Helper};
-use ktap_bpf::{Arch, Event, Target};
+use ktap_bpf::{arch, Event, Target};
 
 /// The kind of program, which fixes its context and its helpers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,8 +14,11 @@ pub enum ProgType {
     /// architecture's user register set (`regs_size` bytes of `word_size`-byte registers)
     /// followed by the 64-bit `sample_period` and `addr`.
     PerfEvent { regs_size: u32, word_size: u32 },
-    /// `BPF_PROG_TYPE_SOCKET_FILTER`: the context is `struct __sk_buff`; ktap allows the
-    /// 32-bit fields from `len` to `hash`, and writes to `cb[]` only.
+    /// `BPF_PROG_TYPE_KPROBE`, for kprobes and uprobes: the context is the architecture's
+    /// `struct pt_regs`, read-only, at any aligned offset and size inside it.
+    Kprobe { regs_size: u32 },
+    /// `BPF_PROG_TYPE_SOCKET_FILTER`: the context is `struct __sk_buff`; ktap allows reads of
+    /// the 32-bit fields from `len` to `hash`, and writes to `cb[]` only.
     SocketFilter,
 }
 
@@ -31,25 +34,28 @@ const TRACE_MAX: i64 = 8192;
 impl ProgType {
     /// The perf-event context of `target`'s architecture.
     pub fn perf_event(target: &Target) -> ProgType {
-        let word = u32::from(target.word_size);
-        let regs_size = match target.arch {
-            // struct pt_regs: 21 registers.
-            Arch::X86_64 => 21 * 8,
-            // struct user_pt_regs: x0-x30, sp, pc, pstate.
-            Arch::Aarch64 => 34 * 8,
-            // struct pt_regs: uregs[18].
-            Arch::Arm => 18 * 4,
-            // struct user_pt_regs: 32 registers, lo, hi and 4 cp0 registers, all 64-bit.
-            Arch::Mips | Arch::Mips64 => 38 * 8,
-            // struct user_pt_regs: 32 gprs and 12 special registers, all words.
-            Arch::Powerpc | Arch::Powerpc64 => 44 * word,
-        };
+        let layout = arch::regs(*target);
         // The kernel lets the registers be read only as C longs, even where (MIPS) they are
         // stored as 64-bit values on a 32-bit kernel.
         ProgType::PerfEvent {
-            regs_size,
-            word_size: word,
+            regs_size: layout.perf_regs_size,
+            word_size: u32::from(layout.word),
         }
+    }
+
+    /// The kprobe (and uprobe) context of `target`'s architecture: its kernel's `struct
+    /// pt_regs`, as far as ktap's table of it goes (the registers; what follows them in some
+    /// kernels' struct is never read).
+    pub fn kprobe(target: &Target) -> ProgType {
+        let layout = arch::regs(*target);
+        let regs_size = layout
+            .names()
+            .iter()
+            .filter_map(|n| layout.reg(n))
+            .map(|s| s.offset + u32::from(s.size))
+            .max()
+            .unwrap_or(0);
+        ProgType::Kprobe { regs_size }
     }
 
     /// The type of the program that runs for `event`.
@@ -57,9 +63,7 @@ impl ProgType {
         match event {
             Event::Tracepoint { .. } => ProgType::Tracepoint,
             Event::Profile { .. } => ProgType::perf_event(target),
-            // A kprobe's or uprobe's context is `struct pt_regs`, the prefix of the perf-event
-            // context: the same register reads are valid.
-            Event::Kprobe { .. } | Event::Uprobe { .. } => ProgType::perf_event(target),
+            Event::Kprobe { .. } | Event::Uprobe { .. } => ProgType::kprobe(target),
         }
     }
 
@@ -68,18 +72,20 @@ impl ProgType {
         match name {
             "tracepoint" => Some(ProgType::Tracepoint),
             "perf_event" => Some(ProgType::perf_event(target)),
+            "kprobe" => Some(ProgType::kprobe(target)),
             "socket_filter" => Some(ProgType::SocketFilter),
             _ => None,
         }
     }
 
     /// The names [`ProgType::by_name`] knows.
-    pub const NAMES: [&'static str; 3] = ["tracepoint", "perf_event", "socket_filter"];
+    pub const NAMES: [&'static str; 4] = ["tracepoint", "perf_event", "kprobe", "socket_filter"];
 
     pub fn name(&self) -> &'static str {
         match self {
             ProgType::Tracepoint => "tracepoint",
             ProgType::PerfEvent { .. } => "perf_event",
+            ProgType::Kprobe { .. } => "kprobe",
             ProgType::SocketFilter => "socket_filter",
         }
     }
@@ -88,6 +94,7 @@ impl ProgType {
     pub fn kernel_type(&self) -> u32 {
         match self {
             ProgType::SocketFilter => 1,
+            ProgType::Kprobe { .. } => 2,
             ProgType::Tracepoint => 5,
             ProgType::PerfEvent { .. } => 7,
         }
@@ -113,16 +120,23 @@ impl ProgType {
                             off + size_i <= regs + 16
                         }
                 }
+                // Any size, aligned, inside the registers.
+                ProgType::Kprobe { regs_size } => !write && off + size_i <= i64::from(regs_size),
+                // The scratch words may be read and written at any aligned size inside them;
+                // the other fields are 32-bit and read-only, narrow reads allowed.
                 ProgType::SocketFilter => {
-                    if write {
-                        size == 4 && SKB_CB.contains(&off)
-                    } else {
-                        size <= 4 && off + size_i <= SKB_READ_END
-                    }
+                    let in_cb = SKB_CB.contains(&off) && off + size_i <= SKB_CB.end;
+                    in_cb || (!write && size <= 4 && off + size_i <= SKB_READ_END)
                 }
             };
         if ok {
             Ok(())
+        } else if off < 0 && *self == ProgType::Tracepoint {
+            // The kernel lets these through (it compares the offset as unsigned): reading
+            // before the record is never meant.
+            Err(format!(
+                "invalid bpf_context access off={off} size={size}: before the start of the record"
+            ))
         } else {
             Err(format!("invalid bpf_context access off={off} size={size}"))
         }
@@ -135,7 +149,7 @@ impl ProgType {
             return false;
         }
         match self {
-            ProgType::Tracepoint | ProgType::PerfEvent { .. } => true,
+            ProgType::Tracepoint | ProgType::PerfEvent { .. } | ProgType::Kprobe { .. } => true,
             ProgType::SocketFilter => matches!(
                 h.id,
                 helpers::MAP_LOOKUP_ELEM
@@ -189,12 +203,28 @@ mod tests {
     }
 
     #[test]
+    fn kprobe_context_is_pt_regs() {
+        let x86 = ProgType::kprobe(&Target::by_name("x86_64").unwrap());
+        assert_eq!(x86, ProgType::Kprobe { regs_size: 168 });
+        assert!(x86.ctx_access(112, 8, false).is_ok());
+        assert!(x86.ctx_access(112, 4, false).is_ok());
+        assert!(x86.ctx_access(160, 8, false).is_ok());
+        assert!(x86.ctx_access(168, 8, false).is_err());
+        assert!(x86.ctx_access(112, 8, true).is_err());
+        // 32-bit MIPS keeps eight argument words before the registers.
+        let mips = ProgType::kprobe(&Target::by_name("mips").unwrap());
+        assert!(matches!(mips, ProgType::Kprobe { regs_size } if regs_size > 32 * 4 + 32));
+    }
+
+    #[test]
     fn socket_filter_context() {
         let s = ProgType::SocketFilter;
         assert!(s.ctx_access(0, 4, false).is_ok());
         assert!(s.ctx_access(2, 2, false).is_ok());
         assert!(s.ctx_access(0, 4, true).is_err());
         assert!(s.ctx_access(48, 4, true).is_ok());
+        assert!(s.ctx_access(56, 8, false).is_ok());
+        assert!(s.ctx_access(64, 8, true).is_err());
         assert!(s.ctx_access(72, 4, false).is_err());
     }
 }

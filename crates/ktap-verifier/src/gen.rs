@@ -98,8 +98,9 @@ fn map(name: &str, kind: MapKind, key: u32, value: u32) -> MapDef {
 pub fn generate(seed: u64, target: &Target) -> Case {
     let mut rng = Rng::new(seed);
     let prog = match rng.below(10) {
-        0..=5 => ProgType::Tracepoint,
-        6..=8 => ProgType::perf_event(target),
+        0..=4 => ProgType::Tracepoint,
+        5 | 6 => ProgType::perf_event(target),
+        7 | 8 => ProgType::kprobe(target),
         _ => ProgType::SocketFilter,
     };
     let key = rng.pick(&[4u32, 8, 8, 16, 40]);
@@ -121,7 +122,7 @@ pub fn generate(seed: u64, target: &Target) -> Case {
         calls: Vec::new(),
     };
     g.emit(Insn::mov64_reg(R6, R1));
-    let snippets = 1 + g.rng.below(4);
+    let snippets = 1 + g.rng.below(3);
     for _ in 0..snippets {
         g.snippet();
     }
@@ -170,9 +171,8 @@ impl Gen<'_> {
     /// An offset near the interesting values, usually a multiple of `size`.
     fn near(&mut self, points: &[i64], size: u32) -> i64 {
         let base = self.rng.pick(points);
-        let delta = self
-            .rng
-            .pick(&[0i64, 0, 0, -1, 1, -8, 8, -(size as i64), size as i64]);
+        let n = i64::from(size);
+        let delta = self.rng.pick(&[0i64, 0, 0, 0, 0, 0, -1, 1, -8, 8, -n, n]);
         let mut v = base + delta;
         if self.rng.chance(85) {
             v -= v.rem_euclid(i64::from(size));
@@ -185,22 +185,24 @@ impl Gen<'_> {
             .pick(&[(BPF_B, 1), (BPF_H, 2), (BPF_W, 4), (BPF_DW, 8), (BPF_DW, 8)])
     }
 
+    /// One snippet; the ones that are mostly mistakes come up less often, so that about as
+    /// many programs pass as fail.
     fn snippet(&mut self) {
-        match self.rng.below(16) {
-            0 => self.stack_rw(),
-            1 => self.ctx_read(),
-            2 | 3 => self.lookup(HASH),
-            4 => self.lookup(ARRAY),
-            5 => self.variable_index(),
-            6 => self.loops(),
-            7 => self.helper_sizes(),
-            8 => self.ptr_arith(),
-            9 => self.alu_and_branch(),
-            10 => self.spill(),
-            11 => self.output(),
-            12 => self.uninit(),
-            13 => self.bad_control(),
-            14 => self.call_sub(),
+        match self.rng.below(32) {
+            0..=2 => self.stack_rw(),
+            3 | 4 => self.ctx_read(),
+            5..=8 => self.lookup(HASH),
+            9 | 10 => self.lookup(ARRAY),
+            11..=13 => self.variable_index(),
+            14..=16 => self.loops(),
+            17 | 18 => self.helper_sizes(),
+            19 => self.ptr_arith(),
+            20..=22 => self.alu_and_branch(),
+            23 | 24 => self.spill(),
+            25 | 26 => self.output(),
+            27 => self.uninit(),
+            28 => self.bad_control(),
+            29 | 30 => self.call_sub(),
             _ => self.atomics(),
         }
     }
@@ -260,7 +262,7 @@ impl Gen<'_> {
         let (sz, n) = self.size();
         let points: Vec<i64> = match self.prog {
             ProgType::Tracepoint => vec![0, 4, 8, 12, 16, 24, 8184, 8192],
-            ProgType::PerfEvent { regs_size, .. } => {
+            ProgType::PerfEvent { regs_size, .. } | ProgType::Kprobe { regs_size } => {
                 let r = i64::from(regs_size);
                 vec![0, 8, r - 8, r, r + 8, r + 16]
             }
@@ -313,7 +315,7 @@ impl Gen<'_> {
             ],
             _ => vec![Insn::mov64_imm(R8, 1), Insn::stx(sz, R0, off, R8)],
         };
-        match self.rng.below(10) {
+        match self.rng.below(16) {
             0 => {
                 self.what.push("no-null-test");
                 self.emit_all(&access);
@@ -383,17 +385,16 @@ impl Gen<'_> {
                 self.what.push("goto-self");
                 self.emit(Insn::ja(-1));
             }
-            1 => {
-                self.what.push("unknown-counter-loop");
-                self.emit(Insn::call(h::KTIME_GET_NS));
-                self.emit(Insn::mov64_reg(R7, R0));
-                self.emit(Insn::alu64_imm(BPF_SUB, R7, 1));
-                self.emit(Insn::jmp_imm(BPF_JNE, R7, 0, -2));
-            }
             _ => {
                 self.what.push("bounded-loop");
-                let n = self.rng.pick(&[1, 3, 16, 100, 600]);
                 let step = self.rng.pick(&[1, 1, 2]);
+                // Counting to 600 000 is past the kernel's budget; rarely, since each such
+                // program costs the kernel a million instructions.
+                let n = if self.rng.below(1000) < 2 {
+                    600_000
+                } else {
+                    self.rng.pick(&[1, 4, 16, 100, 600]) * step
+                };
                 let op = self.rng.pick(&[BPF_JLT, BPF_JNE, BPF_JSLT, BPF_JLE]);
                 self.emit(Insn::mov64_imm(R7, 0));
                 self.emit(Insn::alu64_imm(BPF_ADD, R7, step));
@@ -508,12 +509,15 @@ impl Gen<'_> {
         let k = self.rng.pick(&[0, 8, 15, 16, -1]);
         let jmp32 = self.rng.chance(25);
         let class = if jmp32 { BPF_JMP32 } else { BPF_JMP };
+        // The result is the size of a read into the 16-byte buffer: the branch (and, half the
+        // time, a mask) must bound it.
         let body = [
-            Insn::alu64_imm(BPF_AND, R7, 8),
-            Insn::mov64_reg(R8, R10),
-            Insn::alu64_imm(BPF_ADD, R8, -16),
-            Insn::alu64_reg(BPF_ADD, R8, R7),
-            Insn::ldx(BPF_DW, R9, R8, 0),
+            Insn::alu64_imm(BPF_AND, R7, 15),
+            Insn::mov64_reg(R2, R7),
+            Insn::mov64_reg(R1, R10),
+            Insn::alu64_imm(BPF_ADD, R1, -16),
+            Insn::mov64_imm(R3, 0),
+            Insn::call(h::PROBE_READ_KERNEL),
         ];
         let take = if self.rng.chance(50) {
             &body[..]
@@ -557,14 +561,15 @@ impl Gen<'_> {
         self.emit(Insn::call(h::PERF_EVENT_OUTPUT));
     }
 
+    /// A copy of a register that may never have been written (`r6` always is).
     fn uninit(&mut self) {
-        self.what.push("uninit-reg");
-        let r = self.rng.pick(&[R2, R3, R9]);
+        self.what.push("maybe-uninit-reg");
+        let r = self.rng.pick(&[R2, R9, R6, R6]);
         self.emit(Insn::mov64_reg(R7, r));
     }
 
     fn bad_control(&mut self) {
-        match self.rng.below(4) {
+        match self.rng.below(6) {
             0 => {
                 self.what.push("jump-out-of-range");
                 self.emit(Insn::jmp_imm(BPF_JEQ, R6, 0, 1000));
@@ -581,8 +586,8 @@ impl Gen<'_> {
             }
             _ => {
                 self.what.push("forward-jump");
-                self.emit(Insn::ja(1));
-                self.emit(Insn::ja(0));
+                self.emit(Insn::jmp_imm(BPF_JEQ, R6, 0, 1));
+                self.emit(Insn::mov64_imm(R7, 1));
             }
         }
     }
@@ -595,7 +600,7 @@ impl Gen<'_> {
         self.calls.push(self.out.len());
         self.emit(Insn::new(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_CALL, 0, 0));
         if self.callee.is_none() {
-            let body = match self.rng.below(5) {
+            let body = match self.rng.below(8) {
                 0 => {
                     self.what.push("recursion");
                     vec![
@@ -611,7 +616,13 @@ impl Gen<'_> {
                     Insn::mov64_imm(R0, 1),
                     Insn::exit(),
                 ],
-                _ => vec![Insn::exit()],
+                4 => vec![Insn::exit()],
+                // Writes into the caller's stack through the pointer it passed.
+                _ => vec![
+                    Insn::st(BPF_DW, R1, 0, 5),
+                    Insn::mov64_imm(R0, 2),
+                    Insn::exit(),
+                ],
             };
             self.callee = Some(body);
         }

@@ -118,8 +118,14 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} instructions, {} processed (limit {}), {} states (at most {} at one instruction), stack {} bytes",
-            self.insns, self.processed, self.limit, self.states, self.max_states_per_insn, self.stack_depth
+            "{} instructions, {} processed (limit {}), {} state{} (at most {} at one instruction), stack {} bytes",
+            self.insns,
+            self.processed,
+            self.limit,
+            self.states,
+            if self.states == 1 { "" } else { "s" },
+            self.max_states_per_insn,
+            self.stack_depth
         )?;
         if self.funcs > 1 {
             write!(f, ", {} functions", self.funcs)?;

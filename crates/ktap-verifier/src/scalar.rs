@@ -207,6 +207,14 @@ impl Scalar {
     /// The 64-bit bounds pin the low 32 bits when the whole range lies in one 2^32 block, and
     /// the low 32 bits' bounds then narrow the 64-bit ones inside that block.
     fn cross_widths(&mut self) {
+        // A value within the signed 32-bit range is the sign extension of its low 32 bits, so
+        // the two signed ranges are one.
+        if self.smin >= i64::from(i32::MIN) && self.smax <= i64::from(i32::MAX) {
+            self.s32min = self.s32min.max(self.smin as i32);
+            self.s32max = self.s32max.min(self.smax as i32);
+            self.smin = self.smin.max(i64::from(self.s32min));
+            self.smax = self.smax.min(i64::from(self.s32max));
+        }
         if self.umin >> 32 == self.umax >> 32 {
             let (lo, hi) = (self.umin as u32, self.umax as u32);
             self.u32min = self.u32min.max(lo);
@@ -249,15 +257,30 @@ impl Scalar {
     /// `self op= src` for an ALU operation (not `BPF_NEG` or `BPF_END`), 64-bit or 32-bit.
     pub fn alu(self, op: u8, src: Scalar, wide: bool) -> Scalar {
         if wide {
-            return op64(self, src, op, src.value().is_some(), 64);
+            return op64(self, src, op, src.value().is_some(), 64).unwrap_or(Scalar::UNKNOWN);
         }
         let dst = if op == BPF_ARSH {
             self.sext32()
         } else {
             self.low32()
         };
-        let r = op64(dst, src.low32(), op, src.value32().is_some(), 32);
-        r.truncate(4)
+        // What the kernel does not track is unknown in all 64 bits, even for a 32-bit
+        // operation, whose result is in fact zero-extended: Linux 6.18 does not extend it.
+        // Linux 6.1 multiplies 32-bit ranges only below 2^16, and keeps only the bits above.
+        let src32 = src.low32();
+        let narrow_mul = op == BPF_MUL && dst.umax <= 0xffff && src32.umax <= 0xffff;
+        match op64(dst, src32, op, src.value32().is_some(), 32) {
+            // Where the 32-bit operation may wrap around, the kernel keeps only the bits.
+            Some(r) if r.umax > u64::from(u32::MAX) || (op == BPF_MUL && !narrow_mul) => Scalar {
+                var: r.var.low32(),
+                umin: 0,
+                umax: u64::from(u32::MAX),
+                ..Scalar::UNKNOWN
+            }
+            .synced(),
+            Some(r) => r,
+            None => Scalar::UNKNOWN,
+        }
     }
 
     /// Whether `self op c` holds for every value (`Some(true)`), for none (`Some(false)`), or
@@ -423,47 +446,45 @@ fn order(always: bool, never: bool) -> Option<bool> {
     }
 }
 
-/// A 64-bit ALU operation on scalars. With an operand that is not a constant, only addition,
-/// subtraction and `and` are tracked, as in Linux 6.1; the rest give an unknown value.
+/// A 64-bit ALU operation on scalars, or `None` for what the kernel does not track: with an
+/// operand that is not a constant only addition, subtraction and `and` are tracked, as in
+/// Linux 6.1; division and modulo never are.
 ///
 /// A 32-bit operation comes here with both operands cut to their low 32 bits and `bits` 32:
 /// then only shifts below 32 are tracked, because the machine masks larger ones.
-fn op64(a: Scalar, b: Scalar, op: u8, b_known: bool, bits: u32) -> Scalar {
+fn op64(a: Scalar, b: Scalar, op: u8, b_known: bool, bits: u32) -> Option<Scalar> {
     let shift = || b.value().filter(|&s| s < u64::from(bits)).map(|s| s as u32);
     let r = match op {
-        BPF_MOV => return b,
+        BPF_MOV => return Some(b),
         BPF_ADD => add(a, b),
         BPF_SUB => sub(a, b),
         BPF_AND => and(a, b),
-        BPF_MUL | BPF_OR | BPF_XOR if !b_known => return Scalar::UNKNOWN,
+        BPF_MUL | BPF_OR | BPF_XOR if !b_known => return None,
         BPF_MUL => mul(a, b),
         BPF_OR => or(a, b),
         BPF_XOR => xor(a, b),
-        BPF_LSH => match shift() {
-            Some(s) => lsh(a, s),
-            None => return Scalar::UNKNOWN,
-        },
-        BPF_RSH => match shift() {
-            Some(s) => Scalar {
+        BPF_LSH => lsh(a, shift()?),
+        BPF_RSH => {
+            let s = shift()?;
+            Scalar {
                 var: a.var.shr(s),
                 umin: a.umin >> s,
                 umax: a.umax >> s,
                 ..Scalar::UNKNOWN
-            },
-            None => return Scalar::UNKNOWN,
-        },
-        BPF_ARSH => match shift() {
-            Some(s) => Scalar {
+            }
+        }
+        BPF_ARSH => {
+            let s = shift()?;
+            Scalar {
                 var: a.var.sar(s),
                 smin: a.smin >> s,
                 smax: a.smax >> s,
                 ..Scalar::UNKNOWN
-            },
-            None => return Scalar::UNKNOWN,
-        },
-        _ => return Scalar::UNKNOWN,
+            }
+        }
+        _ => return None,
     };
-    r.synced()
+    Some(r.synced())
 }
 
 fn add(a: Scalar, b: Scalar) -> Scalar {
@@ -565,8 +586,12 @@ fn mul(a: Scalar, b: Scalar) -> Scalar {
     if let (Some(x), Some(y)) = (a.value(), b.value()) {
         return Scalar::known(x.wrapping_mul(y));
     }
+    // The bounds only without signs or overflow, as the kernel has them; the bits always.
     if a.smin < 0 || b.smin < 0 || a.umax > u64::from(u32::MAX) || b.umax > u64::from(u32::MAX) {
-        return Scalar::UNKNOWN;
+        return Scalar {
+            var: a.var.mul(b.var),
+            ..Scalar::UNKNOWN
+        };
     }
     let (umin, umax) = (a.umin * b.umin, a.umax * b.umax);
     Scalar {

@@ -117,14 +117,30 @@ impl Tnum {
         }
     }
 
-    /// Multiplication is only worked out for constants; anything else is unknown, which is
-    /// sound and no more precise than the kernel.
-    pub const fn mul(self, other: Tnum) -> Tnum {
-        if self.is_const() && other.is_const() {
-            Tnum::known(self.value.wrapping_mul(other.value))
-        } else {
-            Tnum::UNKNOWN
+    /// Multiplication, by long multiplication over the bits of `self` (the method of
+    /// Vishwanathan et al., "Sound, precise, and fast abstract interpretation with tristate
+    /// numbers", which the kernel uses too): the known products exactly, and for each bit of
+    /// `self` that is 1 or unknown, the bits of `other` it may add.
+    pub fn mul(self, other: Tnum) -> Tnum {
+        let known = self.value.wrapping_mul(other.value);
+        let mut unknown = Tnum::known(0);
+        let (mut a, mut b) = (self, other);
+        while a.value != 0 || a.mask != 0 {
+            if a.value & 1 == 1 {
+                unknown = unknown.add(Tnum {
+                    value: 0,
+                    mask: b.mask,
+                });
+            } else if a.mask & 1 == 1 {
+                unknown = unknown.add(Tnum {
+                    value: 0,
+                    mask: b.value | b.mask,
+                });
+            }
+            a = a.shr(1);
+            b = b.shl(1);
         }
+        Tnum::known(known).add(unknown)
     }
 
     /// Shifts by a constant below 64.

@@ -15,8 +15,7 @@ use crate::{Limits, VerifyError};
 use ktap_bpf::helpers::{self, Arg, Helper, Ret};
 use ktap_bpf::insn::*;
 use ktap_bpf::{MapDef, MapKind};
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 
 /// Call frames a path may hold at once (`MAX_CALL_FRAMES`).
 const MAX_FRAMES: usize = 8;
@@ -42,12 +41,9 @@ pub struct Walked {
     pub depth: Vec<u32>,
 }
 
-/// A state kept at a prune point. `branches` counts the paths from it still being walked; at
-/// zero every path from it has been proven safe, and it may prune others.
+/// A state kept at a prune point, and the kept state its path came through.
 struct Stored {
     state: State,
-    hash: u64,
-    branches: u32,
     parent: Option<usize>,
 }
 
@@ -100,6 +96,7 @@ pub fn walk(
         maps,
         limits,
         stored: Vec::new(),
+        branches: Vec::new(),
         at: vec![Vec::new(); ops.len()],
         pending: vec![Pending {
             pc: 0,
@@ -130,8 +127,12 @@ struct Walker<'a> {
     maps: &'a [MapDef],
     limits: &'a Limits,
     stored: Vec<Stored>,
-    /// Indices into `stored`, per instruction.
-    at: Vec<Vec<usize>>,
+    /// Per kept state, the paths from it still being walked; at zero every path from it has
+    /// been proven safe, and it may prune others. Kept apart from the states, with `at`, so
+    /// that the scans at every prune point stay in a few cache lines.
+    branches: Vec<u32>,
+    /// The kept states of each instruction, with their hash (zero except at loop heads).
+    at: Vec<Vec<(u64, usize)>>,
     pending: Vec<Pending>,
     processed: u64,
     next_id: u32,
@@ -159,18 +160,59 @@ fn set(st: &mut State, r: u8, v: Reg) {
     }
 }
 
+/// A hash of the registers of every frame, to find candidates for "the same state" fast; the
+/// stack is left to the full comparison that follows a match.
 fn hash(st: &State) -> u64 {
-    let mut h = DefaultHasher::new();
-    st.hash(&mut h);
+    let mut h = FxHasher(0);
+    for f in &st.frames {
+        for r in &f.regs {
+            match r {
+                Reg::Uninit => h.write_u64(0),
+                Reg::Scalar(x) => {
+                    h.write_u64(x.var.value);
+                    h.write_u64(x.var.mask ^ x.umax);
+                }
+                Reg::Ptr(p) => {
+                    h.write_u64(p.off as u64);
+                    h.write_u64(p.var.var.value ^ p.var.umax);
+                }
+            }
+        }
+        h.write_usize(f.stack.len());
+    }
     h.finish()
 }
 
-/// An unknown result of a 64-bit or 32-bit operation (the latter zero-extends).
-fn unknown(wide: bool) -> Scalar {
-    if wide {
-        Scalar::UNKNOWN
-    } else {
-        Scalar::unknown_bytes(4)
+/// A multiply-rotate hasher: loop heads hash the state on every visit, and SipHash's strength
+/// is of no use here.
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.write_u64(n as u32 as u64);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -263,7 +305,7 @@ impl Walker<'_> {
                         ));
                     }
                     if let Some(id) = parent {
-                        self.stored[id].branches += 1;
+                        self.branches[id] += 1;
                     }
                     self.pending.push(Pending {
                         pc: taken,
@@ -287,12 +329,12 @@ impl Walker<'_> {
     /// A path ended safely: every kept state it came through has one path fewer to wait for.
     fn finish(&mut self, mut parent: Option<usize>) {
         while let Some(id) = parent {
-            let s = &mut self.stored[id];
-            s.branches = s.branches.saturating_sub(1);
-            if s.branches > 0 {
+            let b = &mut self.branches[id];
+            *b = b.saturating_sub(1);
+            if *b > 0 {
                 return;
             }
-            parent = s.parent;
+            parent = self.stored[id].parent;
         }
     }
 
@@ -324,9 +366,8 @@ impl Walker<'_> {
         let head = self.cfg.loop_head[pc];
         let h = if head { hash(st) } else { 0 };
         if head {
-            for &id in &self.at[pc] {
-                let s = &self.stored[id];
-                if s.branches > 0 && s.hash == h && s.state == *st {
+            for &(kept, id) in &self.at[pc] {
+                if kept == h && self.branches[id] > 0 && self.stored[id].state == *st {
                     let edge = self
                         .cfg
                         .back_edges
@@ -346,9 +387,8 @@ impl Walker<'_> {
         }
         if !self.at[pc].is_empty() {
             let live = self.live(pc, st);
-            for &id in &self.at[pc] {
-                let s = &self.stored[id];
-                if s.branches == 0 && covers(&s.state, st, &live) {
+            for &(_, id) in &self.at[pc] {
+                if self.branches[id] == 0 && covers(&self.stored[id].state, st, &live) {
                     return Ok(Visit::Pruned);
                 }
             }
@@ -358,11 +398,10 @@ impl Walker<'_> {
             let id = self.stored.len();
             self.stored.push(Stored {
                 state: st.clone(),
-                hash: h,
-                branches: 1,
                 parent,
             });
-            self.at[pc].push(id);
+            self.branches.push(1);
+            self.at[pc].push((h, id));
             self.insns_since = 0;
             self.jumps_since = 0;
             return Ok(Visit::Kept(id));
@@ -404,7 +443,7 @@ impl Walker<'_> {
                 set(st, dst, v);
                 Ok(Flow::Next(next))
             }
-            Op::Neg { wide, dst } | Op::MovSx { wide, dst, .. } => {
+            Op::Neg { dst, .. } | Op::MovSx { dst, .. } => {
                 let read = match op {
                     Op::MovSx { src, .. } => src,
                     _ => dst,
@@ -415,7 +454,13 @@ impl Walker<'_> {
                         _ => format!("R{dst} pointer arithmetic with neg operator prohibited"),
                     });
                 }
-                set(st, dst, Reg::Scalar(unknown(wide)));
+                // Linux 6.1 leaves a negated value unknown in all 64 bits; a sign-extending
+                // move's result is a 32-bit value or a 64-bit one.
+                let v = match op {
+                    Op::MovSx { wide: false, .. } => Scalar::unknown_bytes(4),
+                    _ => Scalar::UNKNOWN,
+                };
+                set(st, dst, Reg::Scalar(v));
                 Ok(Flow::Next(next))
             }
             Op::End { dst } => {
@@ -510,10 +555,16 @@ impl Walker<'_> {
                 Ok(Flow::Jump(target))
             }
             Op::Exit => {
-                let r0 = get(st, R0)?;
                 if st.frames.len() == 1 {
+                    get(st, R0)?;
                     return Ok(Flow::Done);
                 }
+                // The kernel lets a function return without setting r0 and objects only when
+                // the caller reads it; ktap says so where the mistake is.
+                let r0 = get(st, R0).map_err(|m| {
+                    let start = self.cfg.funcs[st.cur().func];
+                    format!("{m}: the function at insn {start} returns without setting r0")
+                })?;
                 let top = st.frames.len() - 1;
                 if let Reg::Ptr(Ptr {
                     kind: PtrKind::Stack { frame },
@@ -545,8 +596,9 @@ impl Walker<'_> {
         signed: bool,
     ) -> Result<Reg, String> {
         match (d, s) {
+            // Signed division is not tracked: unknown in all 64 bits, as the kernel leaves it.
             (Reg::Scalar(a), Reg::Scalar(b)) => Ok(Reg::Scalar(if signed {
-                unknown(wide)
+                Scalar::UNKNOWN
             } else {
                 a.alu(op, b, wide)
             })),
@@ -1046,7 +1098,9 @@ impl Walker<'_> {
         if let Some(m) = map {
             let kind = self.maps.get(m as usize).map_or(MapKind::Hash, |d| d.kind);
             let perf = kind == MapKind::PerfEventArray;
-            if perf != (id == helpers::PERF_EVENT_OUTPUT) {
+            let stacks = kind == MapKind::StackTrace;
+            if perf != (id == helpers::PERF_EVENT_OUTPUT) || stacks != (id == helpers::GET_STACKID)
+            {
                 return Err(format!(
                     "cannot pass map_type {} into func {}#{id}",
                     kind as u32,

@@ -70,3 +70,26 @@ fn a_sample_compiles_and_verifies_well_under_a_millisecond() {
     let budget = if cfg!(debug_assertions) { 5000 } else { 1000 };
     assert!(best < budget, "{best} µs");
 }
+
+/// What `ktap -b` prints reads back: every compiled probe and block, disassembled in the
+/// kernel's verifier-log syntax, assembles to the same instructions.
+#[test]
+fn compiled_code_round_trips_through_the_assembler() {
+    let k = common::FixtureKernel::new();
+    let mut functions = 0;
+    for (path, p) in common::compiled(&k, Target::host()) {
+        let funcs = p
+            .probes
+            .iter()
+            .map(|q| &q.func)
+            .chain(p.user.iter().map(|u| &u.func));
+        for f in funcs {
+            let text = ktap_bpf::asm::disasm_listing(&f.insns);
+            let back = ktap_bpf::asm::assemble(&text)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()));
+            assert_eq!(back, f.insns, "{}", path.display());
+            functions += 1;
+        }
+    }
+    assert!(functions > 50, "{functions}");
+}

@@ -80,3 +80,28 @@ fn rejected_with_the_kernels_words() {
         }
     }
 }
+
+/// Shows the generated program of seed `SEED` and the verifier's verdict, for a seed the
+/// differential test names: `SEED=n cargo test -p ktap-verifier --test golden -- --ignored
+/// --nocapture show_generated`.
+#[test]
+#[ignore = "a tool: needs SEED"]
+fn show_generated() {
+    let Some(seed) = std::env::var("SEED").ok().and_then(|s| s.parse().ok()) else {
+        return;
+    };
+    let case = ktap_verifier::gen::generate(seed, &Target::host());
+    eprintln!(
+        "{} program: {}\n{}",
+        case.prog_type.name(),
+        case.what.join(", "),
+        ktap_bpf::asm::disasm_listing(&case.insns)
+    );
+    let r = verify(
+        case.prog_type,
+        &case.insns,
+        &case.maps,
+        &Limits::for_kernel(6, 18),
+    );
+    eprintln!("{r:?}");
+}

@@ -1,6 +1,9 @@
 //! What the verifier's tests share: a kernel description made of the tracepoint formats the
 //! compiler's tests captured, and the scripts the project ships and tests.
 
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
 use ktap_bpf::kernel::{glob_match, parse_tp_format, Kernel, TpFormat};
 use ktap_bpf::{Program, Source, Target};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,9 @@ impl FixtureKernel {
         let mut events = Vec::new();
         for cat in std::fs::read_dir(&dir).expect("the compiler's captured formats") {
             let cat = cat.expect("entry").path();
+            if !cat.is_dir() {
+                continue;
+            }
             for f in std::fs::read_dir(&cat).expect("a category") {
                 let f = f.expect("entry").path();
                 let text = std::fs::read_to_string(&f).expect("a format file");
@@ -53,6 +59,12 @@ impl Kernel for FixtureKernel {
             .iter()
             .map(|(c, n, _)| format!("{c}:{n}"))
             .collect()
+    }
+    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| e.to_string())
+    }
+    fn kallsyms(&self) -> Option<String> {
+        std::fs::read_to_string(root().join("crates/ktap-lang/test_data/kernel/kallsyms")).ok()
     }
 }
 
