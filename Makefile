@@ -73,8 +73,8 @@ test: deps
 	cargo test --workspace
 	cargo test -p ktap-verifier --test kernel_diff -- --ignored
 
-# ktap's verifier against the running kernel's, on 10,000 generated programs (as root; about a
-# minute, most of it the kernel's): nothing ktap accepts may be rejected by the kernel, and every
+# ktap's verifier against the running kernel's, on 10,000 generated programs (as root; about 20
+# seconds, most of them the kernel's): nothing ktap accepts may be rejected by the kernel, and every
 # program ktap alone rejects must be rejected for a reason the test explains. It prints the figures.
 verifier-diff: deps
 	cargo test -p ktap-verifier --test kernel_diff -- --ignored --nocapture

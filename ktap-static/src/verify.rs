@@ -79,13 +79,20 @@ pub fn check(prog: &Program, limits: &Limits) -> Result<Vec<Stats>, String> {
     verify_program_with(prog, limits).map_err(|(i, e)| located(prog, i, &e, true))
 }
 
-/// What `ktap -v` says about verification.
+/// What `ktap -v` says about verification: the work done, counting once the probes that
+/// share their code (a glob's).
 pub fn summary(stats: &[Stats], took: Duration) -> String {
-    let processed: u64 = stats.iter().map(|s| s.processed).sum();
-    let states: usize = stats.iter().map(|s| s.states).sum();
-    let stack = stats.iter().map(|s| s.stack_depth).max().unwrap_or(0);
+    let done: Vec<&Stats> = stats.iter().filter(|s| s.same_as.is_none()).collect();
+    let processed: u64 = done.iter().map(|s| s.processed).sum();
+    let states: usize = done.iter().map(|s| s.states).sum();
+    let stack = done.iter().map(|s| s.stack_depth).max().unwrap_or(0);
+    let shared = if done.len() < stats.len() {
+        format!(" ({} verified, the others share their code)", done.len())
+    } else {
+        String::new()
+    };
     format!(
-        "verified in {took:?}: {} probes, {processed} instructions processed, {states} states, stack at most {stack} bytes",
+        "verified in {took:?}: {} probes{shared}, {processed} instructions processed, {states} states, stack at most {stack} bytes",
         stats.len()
     )
 }
@@ -171,16 +178,14 @@ fn program(cli: &Cli, prog: &Program, limits: &Limits) -> Result<bool, String> {
             return Ok(false);
         }
     };
-    // Probes verified alike (a glob's probes differ only in the event's name) share a line.
-    let mut shown: Vec<usize> = Vec::new();
+    // Probes verified as one (a glob's probes differ only in the event's name) share a line.
     for (i, p) in prog.probes.iter().enumerate() {
-        if shown.iter().any(|&j| stats[j] == stats[i]) {
+        if stats[i].same_as.is_some() {
             continue;
         }
-        shown.push(i);
-        let same = stats[i..].iter().filter(|s| **s == stats[i]).count();
-        let also = if same > 1 {
-            format!(" (and {} more alike)", same - 1)
+        let same = stats.iter().filter(|s| s.same_as == Some(i)).count();
+        let also = if same > 0 {
+            format!(" (and {same} more alike)")
         } else {
             String::new()
         };

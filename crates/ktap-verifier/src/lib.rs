@@ -35,6 +35,7 @@ use ktap_bpf::insn::Insn;
 use ktap_bpf::{Arch, MapDef, Program, Target};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 
 /// What the target kernel allows; [`Limits::default`] is a privileged loader on any kernel
 /// from 5.3 on (bounded loops, a million instructions) without the cpu v4 instructions.
@@ -112,6 +113,9 @@ pub struct Stats {
     pub stack_depth: u32,
     /// Functions: the program and its bpf-to-bpf callees.
     pub funcs: usize,
+    /// For a probe of [`verify_program`] verified as an earlier one (the same code but for
+    /// constants the verdict cannot depend on), that probe's index.
+    pub same_as: Option<usize>,
 }
 
 impl fmt::Display for Stats {
@@ -231,6 +235,7 @@ pub fn verify(
         max_states_per_insn: walked.max_states_per_insn,
         stack_depth,
         funcs: cfg.funcs.len(),
+        same_as: None,
     })
 }
 
@@ -296,6 +301,9 @@ fn shape(insns: &[Insn]) -> Vec<Insn> {
         .collect()
 }
 
+/// Probes verified so far, by type and [`shape`]: the first such probe and its statistics.
+type Verified = HashMap<(ProgType, Vec<Insn>), (usize, Stats), BuildHasherDefault<walk::FxHasher>>;
+
 /// Verifies every probe of a compiled program with [`Limits::default`] for its target.
 pub fn verify_program(p: &Program) -> Result<Vec<Stats>, (usize, VerifyError)> {
     verify_program_with(p, &Limits::default())
@@ -308,16 +316,19 @@ pub fn verify_program_with(
     limits: &Limits,
 ) -> Result<Vec<Stats>, (usize, VerifyError)> {
     let limits = limits.for_target(&p.target);
-    let mut seen: HashMap<(ProgType, Vec<Insn>), Stats> = HashMap::new();
+    let mut seen: Verified = HashMap::default();
     let mut out = Vec::with_capacity(p.probes.len());
     for (i, probe) in p.probes.iter().enumerate() {
         let t = ProgType::for_event(&probe.event, &p.target);
         let key = (t, shape(&probe.func.insns));
         let stats = match seen.get(&key) {
-            Some(s) => *s,
+            Some(&(first, s)) => Stats {
+                same_as: Some(first),
+                ..s
+            },
             None => {
                 let s = verify(t, &probe.func.insns, &p.maps, &limits).map_err(|e| (i, e))?;
-                seen.insert(key, s);
+                seen.insert(key, (i, s));
                 s
             }
         };

@@ -184,8 +184,9 @@ fn hash(st: &State) -> u64 {
 }
 
 /// A multiply-rotate hasher: loop heads hash the state on every visit, and SipHash's strength
-/// is of no use here.
-struct FxHasher(u64);
+/// is of no use here (nor for the program cache of `verify_program`).
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
 
 impl Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
