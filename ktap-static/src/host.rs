@@ -3,7 +3,8 @@
 
 use crate::loader::Session;
 use ktap_bpf::Program;
-use ktap_fmt::{MapSource, NoSymbols, Outcome, Printer};
+use crate::symbols::Symbols;
+use ktap_fmt::{MapSource, Outcome, Printer};
 use ktap_vm::{Host, ENOENT};
 use std::io::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -40,7 +41,7 @@ impl Tables for SessionMaps<'_> {
 /// Where output records go and what they asked for.
 pub struct Output<'a> {
     pub prog: &'a Program,
-    pub printer: Printer<NoSymbols>,
+    pub printer: Printer<Symbols>,
     pub out: Box<dyn Write + 'a>,
     /// `exit(code)` was called.
     pub exit: Option<i64>,
@@ -52,7 +53,7 @@ impl<'a> Output<'a> {
     pub fn new(prog: &'a Program, out: Box<dyn Write + 'a>) -> Output<'a> {
         Output {
             prog,
-            printer: Printer::new(NoSymbols),
+            printer: Printer::new(Symbols::for_program(prog)),
             out,
             exit: None,
             error: None,

@@ -9,6 +9,7 @@ mod record;
 mod run;
 mod selftest;
 mod signals;
+mod symbols;
 mod verify;
 mod vm;
 mod vmexec;
