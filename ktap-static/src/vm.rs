@@ -195,6 +195,8 @@ pub fn replay(
     let opts = Options::new(target, script_args);
     let prog = compile(&source, &RecordingKernel(rec), &opts)
         .map_err(|d| diag::render_all(&d, &source))?;
+    // What a live run would load: ktap's verifier sees it first here too.
+    crate::verify::check(&prog, &ktap_verifier::Limits::default())?;
     let keys = sources(&prog);
     // The executor's source for each recorded one (a profile probe takes any profile samples).
     let map: Vec<Option<usize>> = rec

@@ -544,7 +544,7 @@ impl Walker<'_> {
             Op::CallLocal { target } => {
                 if st.frames.len() >= MAX_FRAMES {
                     return Err(format!(
-                        "the call stack of {} frames is too deep !",
+                        "the call stack of {} frames is too deep",
                         st.frames.len() + 1
                     ));
                 }
@@ -968,7 +968,7 @@ impl Walker<'_> {
             if !at.is_aligned(size) {
                 return Err(format!(
                     "misaligned value access off {}+{}+{} size {}",
-                    p.var.var,
+                    var_off(&p.var),
                     p.off,
                     off - i64::from(p.off),
                     size
@@ -1144,9 +1144,8 @@ impl Walker<'_> {
                 let o = i64::from(p.off).saturating_add(v as i64);
                 let end = o.saturating_add(size as i64);
                 if o < -STACK || end > 0 {
-                    return Err(format!(
-                        "invalid indirect access to stack R{r} off={o} size={size}"
-                    ));
+                    let what = if write { "write to" } else { "read from" };
+                    return Err(format!("invalid {what} stack R{r} off={o} size={size}"));
                 }
                 if size == 0 {
                     return Ok(());
@@ -1173,6 +1172,14 @@ impl Walker<'_> {
                 Reg::Ptr(p).type_name()
             )),
         }
+    }
+}
+
+/// A pointer's variable offset as the kernel prints it: the number when it is one.
+fn var_off(var: &Scalar) -> String {
+    match var.value() {
+        Some(v) => (v as i64).to_string(),
+        None => var.var.to_string(),
     }
 }
 
@@ -1237,7 +1244,8 @@ fn stack_off(regno: u8, p: &Ptr, off: i16, size: u32) -> Result<i64, String> {
     if o.rem_euclid(i64::from(size)) != 0 {
         return Err(format!(
             "misaligned stack access off {}+{}+{off} size {size}",
-            p.var.var, p.off
+            var_off(&p.var),
+            p.off
         ));
     }
     if o < -STACK || o + i64::from(size) > 0 {

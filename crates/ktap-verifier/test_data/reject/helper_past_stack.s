@@ -1,4 +1,4 @@
-; error: invalid indirect access to stack R1 off=-16 size=32
+; error: invalid write to stack R1 off=-16 size=32
 r1 = r10
 r1 += -16
 r2 = 32
