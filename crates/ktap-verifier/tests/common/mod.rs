@@ -70,11 +70,15 @@ impl Kernel for FixtureKernel {
 
 /// Every `.kp` file under the samples and the compiler's test data, with its text.
 pub fn scripts() -> Vec<(PathBuf, String)> {
+    let mut out = scripts_under(&root().join("samples"));
+    out.extend(scripts_under(&root().join("crates/ktap-lang/test_data")));
+    out
+}
+
+/// The `.kp` files under `dir`, sorted.
+pub fn scripts_under(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    let mut dirs = vec![
-        root().join("samples"),
-        root().join("crates/ktap-lang/test_data"),
-    ];
+    let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -97,7 +101,16 @@ pub fn scripts() -> Vec<(PathBuf, String)> {
 /// The scripts that compile against `kernel` for `target` (parse tests include scripts
 /// that do not type-check, and scripts for events the fixture lacks).
 pub fn compiled(kernel: &dyn Kernel, target: Target) -> Vec<(PathBuf, Program)> {
-    scripts()
+    compile_all(scripts(), kernel, target)
+}
+
+/// Those of `scripts` that compile against `kernel` for `target`.
+pub fn compile_all(
+    scripts: Vec<(PathBuf, String)>,
+    kernel: &dyn Kernel,
+    target: Target,
+) -> Vec<(PathBuf, Program)> {
+    scripts
         .into_iter()
         .filter_map(|(path, text)| {
             let name = path.display().to_string();
