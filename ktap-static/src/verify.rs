@@ -91,9 +91,11 @@ pub fn summary(stats: &[Stats], took: Duration) -> String {
     } else {
         String::new()
     };
+    let n = stats.len();
     format!(
-        "verified in {took:?}: {} probes{shared}, {processed} instructions processed, {states} states, stack at most {stack} bytes",
-        stats.len()
+        "verified in {took:?}: {n} probe{}{shared}, {processed} instructions processed, {states} state{} kept, stack at most {stack} bytes",
+        if n == 1 { "" } else { "s" },
+        if states == 1 { "" } else { "s" },
     )
 }
 

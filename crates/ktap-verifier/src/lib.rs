@@ -120,17 +120,24 @@ pub struct Stats {
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         write!(
             f,
-            "{} instructions, {} processed (limit {}), {} state{} (at most {} at one instruction), stack {} bytes",
+            "{} instructions, {} processed (limit {}), {} state{} kept",
             self.insns,
             self.processed,
             self.limit,
             self.states,
-            if self.states == 1 { "" } else { "s" },
-            self.max_states_per_insn,
-            self.stack_depth
+            plural(self.states)
         )?;
+        if self.states > 1 {
+            write!(
+                f,
+                " (at most {} at one instruction)",
+                self.max_states_per_insn
+            )?;
+        }
+        write!(f, ", stack {} bytes", self.stack_depth)?;
         if self.funcs > 1 {
             write!(f, ", {} functions", self.funcs)?;
         }
