@@ -3,68 +3,130 @@
 //! `ktapc` compiled elsewhere, recognised by its header and run without compiling.
 
 use crate::loader::TracefsKernel;
+use crate::opts::{self, Opt, Order};
 use crate::run::{self, RunArgs};
-use clap::Parser;
 use ktap_bpf::{Program, Target};
 use ktap_object::{Error as ObjectError, KernelDesc, Object};
 use std::path::PathBuf;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ktap",
-    about = "A lightweight script-based dynamic tracer: ktap scripts compiled to eBPF",
-    disable_version_flag = true
-)]
+/// The options, in the order help lists them.
+const OPTIONS: &[Opt] = &[
+    Opt {
+        short: Some('e'),
+        long: None,
+        value: Some("SCRIPT"),
+        help: "run SCRIPT given on the command line instead of a file",
+    },
+    Opt {
+        short: Some('q'),
+        long: None,
+        value: None,
+        help: "quiet: do not print \"Tracing... Hit Ctrl-C to end.\"",
+    },
+    Opt {
+        short: Some('o'),
+        long: None,
+        value: Some("FILE"),
+        help: "write the script's output to FILE",
+    },
+    Opt {
+        short: Some('p'),
+        long: None,
+        value: Some("PID"),
+        help: "trace only process PID",
+    },
+    Opt {
+        short: Some('v'),
+        long: None,
+        value: None,
+        help: "verbose: say what was compiled and loaded, and how long it took",
+    },
+    Opt {
+        short: Some('V'),
+        long: None,
+        value: None,
+        help: "print the version and exit",
+    },
+    Opt {
+        short: Some('b'),
+        long: None,
+        value: None,
+        help: "print each probe's eBPF with the script line it came from, and exit",
+    },
+    Opt {
+        short: None,
+        long: Some("vm"),
+        value: None,
+        help: "run the probes in ktap's userspace VM over perf events instead of in the kernel \
+               (the default where bpf() is missing or refused)",
+    },
+    Opt {
+        short: None,
+        long: Some("record"),
+        value: Some("FILE"),
+        help: "save the raw events to FILE (runs the probes in the VM) for `ktap-vm --replay FILE`",
+    },
+];
+
+const ABOUT: &str = "A lightweight script-based dynamic tracer: ktap scripts compiled to eBPF";
+const USAGE: &str = "ktap [options] FILE [ARGS] [-- cmd [args]]
+       ktap [options] -e SCRIPT [-- cmd [args]]
+FILE is a script or an object from `ktapc`; ARGS are the script's `arg[1]`, ...";
+
 struct Cli {
-    /// Run SCRIPT given on the command line instead of a file.
-    #[arg(short = 'e', value_name = "SCRIPT")]
     script: Option<String>,
-    /// Quiet: do not print "Tracing... Hit Ctrl-C to end.".
-    #[arg(short = 'q')]
     quiet: bool,
-    /// Write the script's output to FILE.
-    #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Trace only process PID.
-    #[arg(short = 'p', value_name = "PID")]
     pid: Option<u32>,
-    /// Verbose: say what was compiled and loaded, and how long it took.
-    #[arg(short = 'v')]
     verbose: bool,
-    /// Print the version and exit.
-    #[arg(short = 'V')]
     version: bool,
-    /// Print each probe's eBPF with the script line it came from, and exit.
-    #[arg(short = 'b')]
     bytecode: bool,
-    /// Run the probes in ktap's userspace VM over perf events instead of in the kernel (the
-    /// default where bpf() is missing or refused).
-    #[arg(long = "vm")]
     vm: bool,
-    /// Save the raw events to FILE (runs the probes in the VM) for `ktap-vm --replay FILE`.
-    #[arg(long = "record", value_name = "FILE")]
     record: Option<PathBuf>,
-    /// The script file (or an object from `ktapc`), then its arguments (`arg[1]`, ...).
-    #[arg(
-        value_name = "FILE [ARGS]",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// The script file (or an object from `ktapc`), then its arguments.
     rest: Vec<String>,
+}
+
+/// The command line (without the workload), `Ok(None)` after printing help.
+fn parse_cli(args: &[String]) -> Result<Option<Cli>, String> {
+    let Some(p) = opts::parse(args.get(1..).unwrap_or(&[]), OPTIONS, Order::OptionsFirst)? else {
+        print!("{}", opts::help(ABOUT, USAGE, OPTIONS));
+        return Ok(None);
+    };
+    let pid = match p.value(3) {
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| format!("`-p {v}`: a PID is a positive number"))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Cli {
+        script: p.value(0).map(String::from),
+        quiet: p.flag(1),
+        output: p.value(2).map(PathBuf::from),
+        pid,
+        verbose: p.flag(4),
+        version: p.flag(5),
+        bytecode: p.flag(6),
+        vm: p.flag(7),
+        record: p.value(8).map(PathBuf::from),
+        rest: p.rest,
+    }))
 }
 
 /// Entry point of the `ktap` applet; `args[0]` is the program name.
 pub fn ktap_main(args: Vec<String>) -> i32 {
-    // Everything after the first `--` is the workload, which clap must not see.
+    // Everything after the first `--` is the workload, which the options must not see.
     let (ours, cmd) = match args.iter().position(|a| a == "--") {
         Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
         None => (args, Vec::new()),
     };
-    let cli = match Cli::try_parse_from(&ours) {
-        Ok(c) => c,
+    let cli = match parse_cli(&ours) {
+        Ok(Some(c)) => c,
+        Ok(None) => return 0,
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+            eprintln!("ktap: {e}; try `ktap -h`");
+            return 2;
         }
     };
     if cli.version {

@@ -3,50 +3,91 @@
 
 use crate::kernel;
 use crate::loader::TracefsKernel;
-use clap::Parser;
+use crate::opts::{self, Opt, Order};
 use ktap_bpf::kernel::Kernel;
 use ktap_bpf::{Source, Target};
 use ktap_lang::{compile, diag, Options};
 use ktap_object::{describe_target, KernelDesc, Object, Recording};
 use std::path::{Path, PathBuf};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ktapc",
-    about = "Compile a ktap script into an object that `ktap FILE` runs without compiling",
-    disable_version_flag = true
-)]
+/// The options, in the order help lists them.
+const OPTIONS: &[Opt] = &[
+    Opt {
+        short: None,
+        long: Some("target"),
+        value: Some("ARCH"),
+        help: "the architecture to compile for (default: the kernel description's, else this machine's)",
+    },
+    Opt {
+        short: None,
+        long: Some("kernel"),
+        value: Some("FILE"),
+        help: "compile against this kernel description (`ktap-selftest --dump` on the board) \
+               instead of this machine's tracefs",
+    },
+    Opt {
+        short: Some('o'),
+        long: None,
+        value: Some("FILE"),
+        help: "write the object to FILE (default: the script's name with `.kpo`)",
+    },
+    Opt {
+        short: Some('e'),
+        long: None,
+        value: Some("SCRIPT"),
+        help: "compile SCRIPT given on the command line instead of a file",
+    },
+    Opt {
+        short: Some('p'),
+        long: None,
+        value: Some("PID"),
+        help: "trace only process PID",
+    },
+];
+
+const ABOUT: &str = "Compile a ktap script into an object that `ktap FILE` runs without compiling";
+const USAGE: &str = "ktapc [options] FILE [-- ARGS]
+       ktapc [options] -e SCRIPT -o FILE
+ARGS are the script's `arg[1]`, ..., fixed into the object; options may follow FILE";
+
 struct Cli {
-    /// The architecture to compile for (default: the kernel description's, else this machine's).
-    #[arg(long, value_name = "ARCH")]
     target: Option<String>,
-    /// Compile against this kernel description (from `ktap-selftest --dump` on the board)
-    /// instead of this machine's tracefs.
-    #[arg(long, value_name = "FILE")]
     kernel: Option<PathBuf>,
-    /// Write the object to FILE (default: the script's name with `.kpo`).
-    #[arg(short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Compile SCRIPT given on the command line instead of a file.
-    #[arg(short = 'e', value_name = "SCRIPT")]
     script: Option<String>,
-    /// Trace only process PID.
-    #[arg(short = 'p', value_name = "PID")]
     pid: Option<u32>,
-    /// The script file, then its arguments (`arg[1]`, ...), fixed into the object. Options may
-    /// come after the file (unlike `ktap`, nothing here is a workload); `--` ends them.
-    #[arg(value_name = "FILE [ARGS]")]
+    /// The script file, then its arguments.
     rest: Vec<String>,
 }
 
 /// Entry point; `args[0]` is the program name.
 pub fn main(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+    let p = match opts::parse(args.get(1..).unwrap_or(&[]), OPTIONS, Order::Anywhere) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            print!("{}", opts::help(ABOUT, USAGE, OPTIONS));
+            return 0;
         }
+        Err(e) => {
+            eprintln!("ktapc: {e}; try `ktapc -h`");
+            return 2;
+        }
+    };
+    let pid = match p.value(4).map(str::parse) {
+        None => None,
+        Some(Ok(pid)) => Some(pid),
+        Some(Err(_)) => {
+            eprintln!("ktapc: `-p`: a PID is a positive number");
+            return 2;
+        }
+    };
+    let cli = Cli {
+        target: p.value(0).map(String::from),
+        kernel: p.value(1).map(PathBuf::from),
+        output: p.value(2).map(PathBuf::from),
+        script: p.value(3).map(String::from),
+        pid,
+        rest: p.rest,
     };
     match run(cli) {
         Ok(()) => 0,

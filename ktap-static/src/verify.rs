@@ -8,7 +8,7 @@
 
 use crate::kernel;
 use crate::loader::TracefsKernel;
-use clap::Parser;
+use crate::opts::{self, Opt, Order};
 use ktap_bpf::asm::disasm_one;
 use ktap_bpf::{Program, Source, Span, Target};
 use ktap_lang::diag::Diagnostic;
@@ -18,45 +18,81 @@ use ktap_object::Object;
 use ktap_verifier::{asmfile, verify, verify_program_with, Limits, ProgType, Stats, VerifyError};
 use std::time::{Duration, Instant};
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "ktap-verify",
-    about = "Check a script, compiled object or assembly file with ktap's eBPF verifier",
-    disable_version_flag = true
-)]
+/// The options, in the order help lists them.
+const OPTIONS: &[Opt] = &[
+    Opt {
+        short: None,
+        long: Some("type"),
+        value: Some("TYPE"),
+        help: "program type of an assembly file without a `; type:` line: tracepoint, \
+               perf_event or socket_filter",
+    },
+    Opt {
+        short: None,
+        long: Some("target"),
+        value: Some("ARCH"),
+        help: "architecture whose perf-event context and alignment rules an assembly file \
+               follows (default: this machine's)",
+    },
+    Opt {
+        short: None,
+        long: Some("kernel"),
+        value: Some("X.Y"),
+        help: "verify with the limits of this kernel version (e.g. 5.2) instead of the running \
+               kernel's, or, for an object, the kernel it was compiled against",
+    },
+    Opt {
+        short: None,
+        long: Some("compare"),
+        value: None,
+        help: "also load the program into the running kernel's verifier (nothing is attached) \
+               and report whether the two agree",
+    },
+    Opt {
+        short: Some('v'),
+        long: None,
+        value: None,
+        help: "show the registers at a rejected instruction",
+    },
+];
+
+const ABOUT: &str = "Check a script, compiled object or assembly file with ktap's eBPF verifier";
+const USAGE: &str = "ktap-verify [options] FILE
+FILE is a script (`.kp`), an object from `ktapc`, or an assembly file (`.s`)";
+
 struct Cli {
-    /// Program type of an assembly file without a `; type:` line: tracepoint, perf_event or
-    /// socket_filter.
-    #[arg(long = "type", value_name = "TYPE")]
     prog_type: Option<String>,
-    /// Architecture whose perf-event context and alignment rules an assembly file follows
-    /// (default: this machine's).
-    #[arg(long, value_name = "ARCH")]
     target: Option<String>,
-    /// Verify with the limits of this kernel version (e.g. 5.2) instead of the running
-    /// kernel's, or, for an object, the kernel it was compiled against.
-    #[arg(long, value_name = "X.Y")]
     kernel: Option<String>,
-    /// Also load the program into the running kernel's verifier (nothing is attached) and
-    /// report whether the two agree.
-    #[arg(long)]
     compare: bool,
-    /// Show the registers at a rejected instruction.
-    #[arg(short = 'v')]
     verbose: bool,
-    /// The script (`.kp`), object or assembly file (`.s`).
-    #[arg(value_name = "FILE")]
     file: String,
 }
 
 /// Entry point; `args[0]` is the program name.
 pub fn main(args: Vec<String>) -> i32 {
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
+    let p = match opts::parse(args.get(1..).unwrap_or(&[]), OPTIONS, Order::Anywhere) {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            print!("{}", opts::help(ABOUT, USAGE, OPTIONS));
+            return 0;
         }
+        Err(e) => {
+            eprintln!("ktap-verify: {e}; try `ktap-verify -h`");
+            return 2;
+        }
+    };
+    let [file] = &p.rest[..] else {
+        eprintln!("ktap-verify: one FILE expected; try `ktap-verify -h`");
+        return 2;
+    };
+    let cli = Cli {
+        prog_type: p.value(0).map(String::from),
+        target: p.value(1).map(String::from),
+        kernel: p.value(2).map(String::from),
+        compare: p.flag(3),
+        verbose: p.flag(4),
+        file: file.clone(),
     };
     match run(&cli) {
         Ok(true) => 0,
