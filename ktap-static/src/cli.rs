@@ -2,10 +2,12 @@
 //! [-- cmd [args]]` or `ktap [options] -e SCRIPT [-- cmd [args]]`. FILE may also be an object
 //! `ktapc` compiled elsewhere, recognised by its header and run without compiling.
 
+use crate::list;
 use crate::loader::TracefsKernel;
 use crate::opts::{self, Opt, Order};
 use crate::run::{self, RunArgs};
 use ktap_bpf::{Program, Target};
+use ktap_fmt::Mode;
 use ktap_object::{Error as ObjectError, KernelDesc, Object};
 use std::path::PathBuf;
 
@@ -66,6 +68,18 @@ const OPTIONS: &[Opt] = &[
         value: Some("FILE"),
         help: "save the raw events to FILE (runs the probes in the VM) for `ktap-vm --replay FILE`",
     },
+    Opt {
+        short: Some('f'),
+        long: None,
+        value: Some("FORMAT"),
+        help: "output format: text (the default) or json, one object a line (docs/json.md)",
+    },
+    Opt {
+        short: Some('l'),
+        long: None,
+        value: Some("e|f|m"),
+        help: "list and exit: -le [GLOB] tracepoints, -lf ELF functions, -lm ELF SDT markers",
+    },
 ];
 
 const ABOUT: &str = "A lightweight script-based dynamic tracer: ktap scripts compiled to eBPF";
@@ -83,6 +97,9 @@ struct Cli {
     bytecode: bool,
     vm: bool,
     record: Option<PathBuf>,
+    format: Mode,
+    /// `-l`: list instead of running; `rest` holds the glob or the ELF file.
+    list: Option<list::What>,
     /// The script file (or an object from `ktapc`), then its arguments.
     rest: Vec<String>,
 }
@@ -110,6 +127,12 @@ fn parse_cli(args: &[String]) -> Result<Option<Cli>, String> {
         bytecode: p.flag(6),
         vm: p.flag(7),
         record: p.value(8).map(PathBuf::from),
+        format: match p.value(9) {
+            None | Some("text") => Mode::Text,
+            Some("json") => Mode::Json,
+            Some(f) => return Err(format!("`-f {f}`: the output formats are text and json")),
+        },
+        list: p.value(10).map(list::What::parse).transpose()?,
         rest: p.rest,
     }))
 }
@@ -132,6 +155,9 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
     if cli.version {
         println!("ktap {}", env!("CARGO_PKG_VERSION"));
         return 0;
+    }
+    if let Some(what) = cli.list {
+        return list::main(what, &cli.rest);
     }
     let mut compiled = None;
     let (name, text, script_args) = match (&cli.script, cli.rest.split_first()) {
@@ -198,6 +224,7 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         vm: cli.vm,
         record: cli.record,
         compiled,
+        format: cli.format,
     })
 }
 

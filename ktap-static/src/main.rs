@@ -5,6 +5,7 @@ mod cli;
 mod host;
 mod kernel;
 mod ktapc;
+mod list;
 mod opts;
 mod record;
 mod run;

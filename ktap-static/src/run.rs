@@ -31,6 +31,8 @@ pub struct RunArgs {
     pub record: Option<PathBuf>,
     /// A program `ktapc` compiled ahead of time (from an object file): run without compiling.
     pub compiled: Option<Program>,
+    /// How output records are printed (`-f`).
+    pub format: ktap_fmt::Mode,
 }
 
 /// Runs a script; returns the process exit code.
@@ -101,6 +103,7 @@ pub fn run(mut a: RunArgs) -> i32 {
         eprintln!("ktap: program ids: {}", ids.join(" "));
     }
     let mut output = Output::new(&prog, out);
+    output.printer.set_mode(a.format);
     let start = Instant::now();
     let code = trace(&a, &prog, &mut session, &mut output, start);
     let _ = output.out.flush();
@@ -169,8 +172,7 @@ fn trace(
             .any(|b| matches!(b.when, When::Tick { .. }));
     if output.exit.is_none() && (traces || !a.cmd.is_empty()) {
         if !a.quiet {
-            let mut o = std::io::stdout();
-            let _ = writeln!(o, "Tracing... Hit Ctrl-C to end.").and_then(|()| o.flush());
+            banner(a.format);
         }
         if !a.cmd.is_empty() {
             match Command::new(&a.cmd[0]).args(&a.cmd[1..]).spawn() {
@@ -207,6 +209,16 @@ fn trace(
     } else {
         output.exit.map_or(0, |c| c as i32)
     }
+}
+
+/// "Tracing... Hit Ctrl-C to end.", on standard error with `-f json`, whose standard output
+/// holds nothing but JSON lines.
+pub fn banner(format: ktap_fmt::Mode) {
+    let mut o: Box<dyn Write> = match format {
+        ktap_fmt::Mode::Json => Box::new(std::io::stderr()),
+        ktap_fmt::Mode::Text => Box::new(std::io::stdout()),
+    };
+    let _ = writeln!(o, "Tracing... Hit Ctrl-C to end.").and_then(|()| o.flush());
 }
 
 /// Prints output and runs `tick` blocks until something stops tracing; false after an error.

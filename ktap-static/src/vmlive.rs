@@ -215,6 +215,7 @@ fn trace(a: &RunArgs, prog: &Program, out: Box<dyn Write>) -> Result<i32, String
         );
     }
     let mut output = Output::new(prog, out);
+    output.printer.set_mode(a.format);
     let mut exec = Executor::new(prog, &keys);
     let mut memory = LiveMemory {
         record: a.record.is_some(),
@@ -252,8 +253,7 @@ fn trace(a: &RunArgs, prog: &Program, out: Box<dyn Write>) -> Result<i32, String
             p.enable().map_err(|e| e.to_string())?;
         }
         if !a.quiet {
-            let mut o = std::io::stdout();
-            let _ = writeln!(o, "Tracing... Hit Ctrl-C to end.").and_then(|()| o.flush());
+            crate::run::banner(a.format);
         }
         if !a.cmd.is_empty() {
             child = Some(Workload::start(&a.cmd, reads_user_memory(prog))?);
