@@ -2,8 +2,8 @@
 //! loaded session, and output records handed straight to the printer.
 
 use crate::loader::Session;
-use ktap_bpf::Program;
 use crate::symbols::Symbols;
+use ktap_bpf::Program;
 use ktap_fmt::{MapSource, Outcome, Printer};
 use ktap_vm::{Host, ENOENT};
 use std::io::Write;

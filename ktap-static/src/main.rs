@@ -48,7 +48,8 @@ static APPLETS: &[Applet] = &[
     },
     Applet {
         name: "ktap-verify",
-        help: "check FILE (script, object or .s) with ktap's verifier: ktap-verify [--compare] FILE",
+        help:
+            "check FILE (script, object or .s) with ktap's verifier: ktap-verify [--compare] FILE",
         main: verify::main,
     },
     Applet {
