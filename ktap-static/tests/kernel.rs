@@ -837,3 +837,25 @@ fn ansi_and_stringof() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "\x1b[31mred\n\x1b[0m42!\ts\n");
 }
+
+#[test]
+fn kernel_stacks_are_table_keys_printed_as_symbols() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var s = {} trace syscalls:sys_enter_getppid { if (execname == \"ktap-workload\") { s[stack()] += 1 } } trace_end { print_hist(s) }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "10",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    // Every getppid enters through the same system-call path, so one stack counts all ten.
+    assert!(so.contains("    do_syscall_64+0x"), "{so}");
+    assert!(so.lines().any(|l| l.trim() == "10"), "{so}");
+    assert_nothing_left(&se);
+}
