@@ -859,3 +859,34 @@ fn kernel_stacks_are_table_keys_printed_as_symbols() {
     assert!(so.lines().any(|l| l.trim() == "10"), "{so}");
     assert_nothing_left(&se);
 }
+
+#[test]
+fn sample_malloc_sizes_by_uprobe() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        &sample("uprobe/malloc_sizes.kp"),
+        "--",
+        w.to_str().unwrap(),
+        "sleep",
+        "100",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    // Every process that starts a program mallocs; ktap's own fork does, at least.
+    assert!(so.lines().any(|l| l.contains(" calls, ")), "{so}");
+    assert!(so.contains("Distribution"), "{so}");
+    assert_nothing_left(&se);
+}
+
+#[test]
+fn sample_stack_profile() {
+    let so = sample_run("profile/stack_profile.kp", &[], &["syscalls", "100000"]);
+    assert!(so.contains("Distribution"), "{so}");
+    assert!(
+        so.contains("+0x") || so.contains("[no stack: user code]"),
+        "{so}"
+    );
+}

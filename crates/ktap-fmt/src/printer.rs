@@ -314,7 +314,14 @@ fn stack_text(
     };
     let frames = if id < 0 { None } else { maps.lookup(map, &key) };
     let Some(frames) = frames else {
-        return Value::Str(b"    [stack not recorded]".to_vec());
+        // get_stackid's error: EFAULT when there is no such stack (a kernel stack sampled in
+        // user code); anything else means the stack map could not take it.
+        let why: &[u8] = if id == -14 {
+            b"    [no stack: user code]"
+        } else {
+            b"    [stack not recorded]"
+        };
+        return Value::Str(why.to_vec());
     };
     let mut out = Vec::new();
     for chunk in frames.chunks(8) {
