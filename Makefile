@@ -1,5 +1,6 @@
 # The project's entry points: `deps` sets up a fresh machine, then `build`, `test`, `run`, `clean`.
-# Only deps reaches the network (rustup's dist server and Debian's archive); it caches under ~/.cache/ktap.
+# Only deps reaches the network (rustup's dist server, Python's package index for zig, Debian's archive);
+# it caches under ~/.cache/ktap.
 # Cargo runs with its default target dir, or with CARGO_TARGET_DIR when the caller sets one.
 
 CACHE := $(HOME)/.cache/ktap
@@ -17,8 +18,10 @@ ifeq ($(TOOLCHAIN),)
 $(error rust-toolchain.toml names no channel)
 endif
 
-# Debian packages the build needs: Rust's host target links through `cc` against glibc's dev files.
-APT_PACKAGES := gcc libc6-dev
+# Debian packages the build needs: Rust's host target links through `cc` against glibc's dev files;
+# qemu-user runs every target's binary in the tests; binutils-multiarch's objcopy reads every
+# target's ELF files.
+APT_PACKAGES := gcc libc6-dev qemu-user-static binutils-multiarch
 # ktap-elf's tests read real files of every target with binutils' readelf: Debian's cross libcs
 # (ELF32 and ELF64, both byte orders), SDT-carrying libstdc++ and CPython, and probes they compile
 # with gcc and <sys/sdt.h>; they check ktap-bpf's pt_regs tables against each target's uapi headers.
@@ -31,13 +34,39 @@ APT_PACKAGES += binutils libstdc++6 python3-minimal systemtap-sdt-dev \
 # the list checks again; deleting ~/.cache/ktap does too.
 APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
 
-RELEASE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE_DIR := $(TARGET_DIR)/release
+
+# Cross builds. targets/ARCH.conf describes each target as `key = value` lines; these read them.
+DIST_ARCHES := $(sort $(basename $(notdir $(wildcard targets/*.conf))))
+target_field = $(strip $(shell sed -n 's/^$(2) *= *//p' targets/$(1).conf))
+
+# zig is every target's linker and C library (musl for each architecture, built once into its cache).
+# The version is pinned because zig renames targets between releases.
+ZIG_VERSION := 0.17.1
+ZIG_DIR := $(CACHE)/zig-$(ZIG_VERSION)
+ZIG := $(ZIG_DIR)/ziglang/zig
+ZIG_CACHE := $(CACHE)/zig-cache
+LINKERS := $(CACHE)/linkers-$(ZIG_VERSION)
+# rustc's own flags for a static binary that zig links: without link-self-contained=no, rustc
+# looks for its own crt1.o, which build-std targets do not ship. The rest is for size (x86_64,
+# measured; see the README): panic=abort never unwinds, so no unwind tables (-210 KiB), and no
+# file/line strings in panic messages for panics that cannot happen (-55 KiB).
+CROSS_RUSTFLAGS := -C link-self-contained=no -C target-feature=+crt-static \
+	-C force-unwind-tables=no -Zlocation-detail=none
+# Every target builds std from rust-src, also where rustup ships it prebuilt: std's default
+# features include the backtrace symbolizer (gimli, addr2line), which optimize_for_size
+# replaces (-300 KiB). RUSTC_BOOTSTRAP lets the pinned stable toolchain take the -Z flags.
+BUILD_STD := -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
+# Sections a stripped binary still carries that nothing loads: MIPS procedure descriptors
+# (.pdr, 160 KiB on mips) and the toolchains' version strings.
+DROP_SECTIONS := .pdr .comment
 SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
-.PHONY: deps toolchain build test run clean bench-vm verifier-diff
+.PHONY: deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user
 
-deps: toolchain $(APT_STAMP)
+deps: toolchain $(APT_STAMP) zig
 
 # Asking rustup what is installed takes milliseconds; `rustup toolchain install` asks the network,
 # so it runs only when the toolchain, a component or a target is missing. --no-self-update: where
@@ -72,6 +101,14 @@ test: deps
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	cargo test -p ktap-verifier --test kernel_diff -- --ignored
+	$(MAKE) --no-print-directory qemu-user
+
+# Every dist binary under qemu-user against the host's dev build (which `cargo test` leaves in
+# the target dir): descriptions, objects byte-identical to the host's, dispatch, bad input, the
+# VM conformance cases, the verifier.
+qemu-user: dist
+	cargo build --quiet -p ktap-static
+	sh ktap-static/tests/qemu-user.sh $(TARGET_DIR)/debug/ktap dist $(DIST_ARCHES)
 
 # ktap's verifier against the running kernel's, on 10,000 generated programs (as root; about 20
 # seconds, most of them the kernel's): nothing ktap accepts may be rejected by the kernel, and every
@@ -84,6 +121,39 @@ run: deps build
 
 clean:
 	cargo clean
+	rm -rf dist
+
+$(ZIG):
+	python3 -m pip install --disable-pip-version-check --quiet --target $(ZIG_DIR) ziglang==$(ZIG_VERSION)
+
+zig: $(ZIG) $(foreach a,$(DIST_ARCHES),$(LINKERS)/$(a))
+
+# A linker per target: zig's clang for the target's triple and CPU, with zig's cache under ours.
+# rustc's prebuilt aarch64 target asks for an erratum workaround zig's linker does not know
+# (lld applies it itself), so the wrapper drops that one argument.
+$(LINKERS)/%: targets/%.conf $(ZIG) Makefile
+	@mkdir -p $(@D)
+	@printf '%s\n' '#!/bin/sh' '# Links for $*: zig cc for $(call target_field,$*,zig_target) (written by the Makefile from targets/$*.conf).' \
+		'export ZIG_GLOBAL_CACHE_DIR="$(ZIG_CACHE)" ZIG_LOCAL_CACHE_DIR="$(ZIG_CACHE)"' \
+		'for a; do shift; case $$a in -Wl,--fix-cortex-a53-843419) ;; *) set -- "$$@" "$$a" ;; esac; done' \
+		'exec "$(ZIG)" cc -target $(call target_field,$*,zig_target) $(call target_field,$*,zig_cpu_flags) "$$@"' > $@.tmp
+	@chmod +x $@.tmp && mv $@.tmp $@
+
+# dist/ARCH/ktap for every target in targets/. cargo decides what to rebuild, so each binary is
+# always handed to it; a warm build is only cargo's fingerprint checks.
+dist: $(foreach a,$(DIST_ARCHES),dist/$(a)/ktap)
+
+dist/%/ktap: FORCE | deps
+	@test -f targets/$*.conf || { echo "make: no target description targets/$*.conf" >&2; exit 1; }
+	$(eval T := $(call target_field,$*,rust_triple))
+	$(eval TV := $(shell echo $(T) | tr a-z- A-Z_))
+	CARGO_TARGET_$(TV)_LINKER=$(LINKERS)/$* CARGO_TARGET_$(TV)_RUSTFLAGS="$(CROSS_RUSTFLAGS) $(call target_field,$*,rust_flags)" \
+	RUSTC_BOOTSTRAP=1 cargo build --release --quiet --target $(T) -p ktap-static $(BUILD_STD)
+	@mkdir -p $(@D)
+	objcopy $(addprefix --remove-section=,$(DROP_SECTIONS)) $(TARGET_DIR)/$(T)/release/ktap $@.tmp
+	@mv $@.tmp $@
+
+FORCE:
 
 # The VM against the rbpf crate's interpreter, ns per instruction side by side (bench/vm is its own
 # cargo project, so rbpf never enters the workspace or its tests).
