@@ -57,7 +57,7 @@ impl Kernel for FixtureKernel {
     }
     fn kallsyms(&self) -> Option<String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(root.join("test_data/kernel/kallsyms")).ok()
+        std::fs::read_to_string(root.join("test_data/kallsyms")).ok()
     }
     fn all_tracepoints(&self) -> Vec<String> {
         self.events
