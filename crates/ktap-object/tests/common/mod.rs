@@ -25,7 +25,9 @@ pub fn fixture_kernel(target: Target) -> KernelDesc {
     KernelDesc::new(target, "6.1.0-fixture".into(), formats)
 }
 
-/// Every sample script, sorted by path.
+/// Every sample script a kernel description can compile, sorted by path. Uprobe and USDT
+/// samples are left out: they name files of the machine they run on (its libc), which a
+/// description of the board's kernel does not carry.
 pub fn samples() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for d in std::fs::read_dir(root().join("samples")).unwrap() {
@@ -37,7 +39,11 @@ pub fn samples() -> Vec<(String, String)> {
                     .unwrap()
                     .to_string_lossy()
                     .into_owned();
-                out.push((name, std::fs::read_to_string(&p).unwrap()));
+                let text = std::fs::read_to_string(&p).unwrap();
+                if text.contains("probe:/") || text.contains("sdt:/") {
+                    continue;
+                }
+                out.push((name, text));
             }
         }
     }
