@@ -30,6 +30,8 @@ APT_PACKAGES += binutils libstdc++6 python3-minimal systemtap-sdt-dev \
 	libc6-powerpc-cross libc6-ppc64-cross libc6-ppc64el-cross \
 	linux-libc-dev-arm64-cross linux-libc-dev-armhf-cross linux-libc-dev-mips-cross \
 	linux-libc-dev-powerpc-cross linux-libc-dev-ppc64-cross
+# The USDT test builds a C++ program whose exceptions fire libstdc++'s `throw` marker.
+APT_PACKAGES += g++
 # Named by a checksum of the package list (the list itself outgrows a file name), so changing
 # the list checks again; deleting ~/.cache/ktap does too.
 APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
