@@ -424,9 +424,11 @@ fn sample_run(name: &str, script_args: &[&str], workload_args: &[&str]) -> Strin
 
 #[test]
 fn sample_count_by_name() {
-    let so = sample_run("syscalls/count_by_name.kp", &[], &["getppid", "300"]);
+    // Enough calls that getppid is among the 20 rows print_hist shows, however busy the
+    // machine is with other programs' system calls.
+    let so = sample_run("syscalls/count_by_name.kp", &[], &["getppid", "200000"]);
     assert!(
-        hist_count(&so, "sys_enter_getppid").unwrap_or(0) >= 300,
+        hist_count(&so, "sys_enter_getppid").unwrap_or(0) >= 200000,
         "{so}"
     );
 }
