@@ -515,12 +515,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         if self.g.globals.is_some() && stmts.iter().any(|s| self.uses_globals_stmt(s)) {
             let gmap = self.g.globals.unwrap_or_default();
             let key = self.zero_word();
-            let gp = self.f.new_reg();
-            self.push(Inst::Call {
-                helper: h::MAP_LOOKUP_ELEM,
-                args: vec![Arg::Map(gmap), Arg::Fp(key)],
-                dst: Some(gp),
-            });
+            let gp = self.lookup(gmap, key);
             let ok = self.f.new_label();
             self.push(Inst::Jmp {
                 op: BPF_JNE,
@@ -1531,12 +1526,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 // the key meanwhile, that fails harmlessly with EEXIST), look the entry up
                 // again and add to it: one path, exact under concurrency.
                 let (hit, done) = (self.f.new_label(), self.f.new_label());
-                let p = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::MAP_LOOKUP_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                    dst: Some(p),
-                });
+                let p = self.lookup(map, kbuf);
                 self.push(Inst::Jmp {
                     op: BPF_JNE,
                     a: p,
@@ -1562,11 +1552,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     dst: Some(r),
                 });
                 self.count_drop(t, r, target.span)?;
-                self.push(Inst::Call {
-                    helper: h::MAP_LOOKUP_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                    dst: Some(p),
-                });
+                self.lookup_into(p, map, kbuf);
                 self.push(Inst::Jmp {
                     op: BPF_JEQ,
                     a: p,
@@ -1757,6 +1743,23 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
     }
 
+    /// `map_lookup_elem(map, r10 + key)` into a new register: the value's address or 0.
+    fn lookup(&mut self, map: u32, key: i16) -> VReg {
+        let p = self.f.new_reg();
+        self.lookup_into(p, map, key);
+        p
+    }
+
+    /// [`FnLower::lookup`] into `p`, which other paths also set (one register for the entry's
+    /// address wherever it was found).
+    fn lookup_into(&mut self, p: VReg, map: u32, key: i16) {
+        self.push(Inst::Call {
+            helper: h::MAP_LOOKUP_ELEM,
+            args: vec![Arg::Map(map), Arg::Fp(key)],
+            dst: Some(p),
+        });
+    }
+
     /// `s[k] <<< v`: this CPU's entry (created from the zero value when missing) counts the
     /// value, adds it to the sum, moves min and max, and, when the script reads `hist()`, adds
     /// one to its power-of-two bucket.
@@ -1773,12 +1776,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         let kbuf = self.key(map, key)?;
         self.span = target.span;
         let (have, done) = (self.f.new_label(), self.f.new_label());
-        let p = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-            dst: Some(p),
-        });
+        let p = self.lookup(map, kbuf);
         self.push(Inst::Jmp {
             op: BPF_JNE,
             a: p,
@@ -1787,12 +1785,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         });
         let zeros = self.g.zeros.unwrap_or_default();
         let zkey = self.zero_word();
-        let z = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(zeros), Arg::Fp(zkey)],
-            dst: Some(z),
-        });
+        let z = self.lookup(zeros, zkey);
         self.push(Inst::Jmp {
             op: BPF_JEQ,
             a: z,
@@ -1811,11 +1804,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             dst: Some(r),
         });
         self.count_drop(t, r, target.span)?;
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-            dst: Some(p),
-        });
+        self.lookup_into(p, map, kbuf);
         self.push(Inst::Jmp {
             op: BPF_JEQ,
             a: p,
@@ -2014,12 +2003,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.emit_output(rec, size);
             return Ok(Val::Nil);
         }
-        let p = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-            dst: Some(p),
-        });
+        let p = self.lookup(map, kbuf);
         let (c, x) = (self.f.new_reg(), self.f.new_reg());
         self.push(Inst::Mov {
             dst: x,
@@ -2080,12 +2064,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             off: key,
             src: Opnd::Imm(table as i32),
         });
-        let p = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(drops), Arg::Fp(key)],
-            dst: Some(p),
-        });
+        let p = self.lookup(drops, key);
         self.push(Inst::Jmp {
             op: BPF_JEQ,
             a: p,
@@ -2175,12 +2154,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         if let Some(value) = value {
             if let Some(vvid) = self.g.typed.decls.get(&value.span.lo).copied() {
-                let p = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::MAP_LOOKUP_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(cur)],
-                    dst: Some(p),
-                });
+                let p = self.lookup(map, cur);
                 let l = match vt {
                     ValueType::Str(size) => {
                         let off = self.alloc(size, value.span)?;
@@ -2545,12 +2519,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             if let Ok(Val::Table(t)) = self.peek_table(obj) {
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
-                let p = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::MAP_LOOKUP_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                    dst: Some(p),
-                });
+                let p = self.lookup(map, kbuf);
                 return Ok(Opnd::V(p));
             }
         }
@@ -2655,12 +2624,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
                 let vt = self.g.maps[map as usize].value;
-                let p = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::MAP_LOOKUP_ELEM,
-                    args: vec![Arg::Map(map), Arg::Fp(kbuf)],
-                    dst: Some(p),
-                });
+                let p = self.lookup(map, kbuf);
                 let miss = self.f.new_label();
                 match vt {
                     ValueType::Str(_) | ValueType::Any(_) | ValueType::UStack => {
@@ -3315,12 +3279,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         let key = self.zero_word();
         let out = self.alloc(size, e.span)?;
         self.zero_buf(out, size);
-        let p = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_LOOKUP_ELEM,
-            args: vec![Arg::Map(scratch), Arg::Fp(key)],
-            dst: Some(p),
-        });
+        let p = self.lookup(scratch, key);
         let done = self.f.new_label();
         self.push(Inst::Jmp {
             op: BPF_JEQ,
