@@ -183,46 +183,36 @@ fn rendered_records_match_the_kernels_trace() {
     // Now and then perf gets no record of an event the instance saw (other tracers' programs
     // attach to the same syscall tracepoints while tests run concurrently); such a run proves
     // nothing either way, so it is run again.
-    let mut tries = 0;
-    let (ours, trace) = loop {
-        tries += 1;
-        let Some((ours, trace, counts)) = capture() else {
+    // Each capture is judged by the kernel's lines for the workload (`cat`, after
+    // "TIMESTAMP: "): every kind of event must have lines rendered exactly as the kernel wrote
+    // them. perf and the instance each may miss an event the other saw (other tracers attach
+    // to the same tracepoints while tests run; the last switch of an exiting task races the
+    // end of the capture), so a capture that proves nothing is taken again, a few times.
+    const KINDS: [&str; 3] = [
+        "sched_process_exec: filename=/bin/cat ",
+        "sys_openat(",
+        "sched_switch: ",
+    ];
+    let mut last = String::new();
+    for _ in 0..8 {
+        let Some((ours, trace, _counts)) = capture() else {
             eprintln!("no tracefs instance or perf events here: nothing compared");
             return;
         };
-        if counts.iter().all(|&n| n > 0) || tries == 5 {
-            break (ours, trace);
-        }
-    };
-    // The kernel's lines for the workload (`cat`): after "TIMESTAMP: ".
-    let theirs: Vec<&str> = trace
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.contains("cat"))
-        .filter_map(|l| l.split_once(": ").map(|(_, event)| event))
-        .collect();
-    assert!(
-        theirs
+        let theirs: Vec<&str> = trace
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("cat"))
+            .filter_map(|l| l.split_once(": ").map(|(_, event)| event))
+            .collect();
+        let missing: Vec<&str> = KINDS
             .iter()
-            .any(|l| l.starts_with("sched_process_exec: filename=/bin/cat ")),
-        "{trace}"
-    );
-    assert!(
-        theirs.iter().any(|l| l.starts_with("sys_openat(")),
-        "{trace}"
-    );
-    assert!(
-        theirs.iter().any(|l| l.starts_with("sched_switch: ")),
-        "{trace}"
-    );
-    // perf and the instance each may miss an event the other saw (the last switch of an
-    // exiting task races the end of the capture), so each kind of event must have lines
-    // rendered exactly as the kernel wrote them, not every line.
-    for kind in ["sched_process_exec: ", "sys_openat(", "sched_switch: "] {
-        assert!(
-            theirs
-                .iter()
-                .any(|l| l.starts_with(kind) && ours.contains(*l)),
-            "no `{kind}` line of the kernel's was rendered the same:\n{trace}\nours: {ours:#?}"
-        );
+            .copied()
+            .filter(|k| !theirs.iter().any(|l| l.starts_with(k) && ours.contains(*l)))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        last = format!("no line of these kinds rendered as the kernel wrote it: {missing:?}\n{trace}\nours: {ours:#?}");
     }
+    panic!("{last}");
 }
