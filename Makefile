@@ -35,6 +35,10 @@ APT_PACKAGES += g++
 # Named by a checksum of the package list (the list itself outgrows a file name), so changing
 # the list checks again; deleting ~/.cache/ktap does too.
 APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
+# make bench also runs bpftrace and counts instructions with bpftool; the tests need neither, so
+# they have a stamp of their own (same rule, with the package list set for that target).
+BENCH_APT_PACKAGES := bpftrace bpftool
+BENCH_APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(BENCH_APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE_DIR := $(TARGET_DIR)/release
@@ -66,7 +70,7 @@ DROP_SECTIONS := .pdr .comment
 SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
-.PHONY: deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user
+.PHONY: bench deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user
 
 deps: toolchain $(APT_STAMP) zig
 
@@ -82,7 +86,8 @@ toolchain:
 		$(addprefix -c ,$(RUST_COMPONENTS)) $(addprefix -t ,$(RUST_TARGETS))
 
 # apt-get update runs only when a package is missing, and retries: a mirror mid-sync fails it for a while.
-$(APT_STAMP):
+$(BENCH_APT_STAMP): APT_PACKAGES := $(BENCH_APT_PACKAGES)
+$(APT_STAMP) $(BENCH_APT_STAMP):
 	@missing=$$(for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${db:Status-Status}\n' $$p 2>/dev/null | grep -qx installed || echo $$p; \
 	done); \
@@ -161,3 +166,12 @@ FORCE:
 # cargo project, so rbpf never enters the workspace or its tests).
 bench-vm: deps
 	cargo run --release --manifest-path bench/vm/Cargo.toml
+
+# ktap against bpftrace (and ply, given PLY=/path/to/ply) and a 2-instruction floor program, as
+# root; bench/README.md says how each figure is measured. KTAP= measures another ktap binary,
+# BENCH_ARGS passes options to the harness (bench/harness, its own cargo project like bench/vm).
+KTAP ?= $(RELEASE_DIR)/ktap
+bench: build $(BENCH_APT_STAMP)
+	cargo build --release --manifest-path bench/harness/Cargo.toml --target-dir $(TARGET_DIR)
+	$(RELEASE_DIR)/ktap-bench --ktap $(KTAP) --workload $(RELEASE_DIR)/ktap-workload \
+		$(if $(PLY),--ply $(PLY)) --results bench/RESULTS.md $(BENCH_ARGS)
