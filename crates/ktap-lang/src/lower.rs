@@ -1435,18 +1435,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         let vt = self.g.maps[map as usize].value;
         let vbuf = self.value_buf(vt, v, span)?;
-        let r = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_UPDATE_ELEM,
-            args: vec![
-                Arg::Map(map),
-                Arg::Fp(kbuf),
-                Arg::Fp(vbuf),
-                Arg::Imm(BPF_ANY),
-            ],
-            dst: Some(r),
-        });
-        self.count_drop(t, r, span)
+        self.update_counted(t, map, kbuf, Arg::Fp(vbuf), BPF_ANY, span)
     }
 
     /// A stack buffer holding `v` laid out as a map value of type `vt`.
@@ -1540,18 +1529,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     off: vbuf,
                     src: Opnd::Imm(0),
                 });
-                let r = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::MAP_UPDATE_ELEM,
-                    args: vec![
-                        Arg::Map(map),
-                        Arg::Fp(kbuf),
-                        Arg::Fp(vbuf),
-                        Arg::Imm(BPF_NOEXIST),
-                    ],
-                    dst: Some(r),
-                });
-                self.count_drop(t, r, target.span)?;
+                self.update_counted(t, map, kbuf, Arg::Fp(vbuf), BPF_NOEXIST, target.span)?;
                 self.lookup_into(p, map, kbuf);
                 self.push(Inst::Jmp {
                     op: BPF_JEQ,
@@ -1792,18 +1770,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             b: Opnd::Imm(0),
             target: done,
         });
-        let r = self.f.new_reg();
-        self.push(Inst::Call {
-            helper: h::MAP_UPDATE_ELEM,
-            args: vec![
-                Arg::Map(map),
-                Arg::Fp(kbuf),
-                Arg::V(z),
-                Arg::Imm(BPF_NOEXIST),
-            ],
-            dst: Some(r),
-        });
-        self.count_drop(t, r, target.span)?;
+        self.update_counted(t, map, kbuf, Arg::V(z), BPF_NOEXIST, target.span)?;
         self.lookup_into(p, map, kbuf);
         self.push(Inst::Jmp {
             op: BPF_JEQ,
@@ -2042,6 +2009,26 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         self.push(Inst::Label(miss));
         Ok(Val::Num(Opnd::V(x)))
+    }
+
+    /// `map_update_elem(map, key, value, flags)` into table `table`'s map, counting the update
+    /// as dropped when the table is full.
+    fn update_counted(
+        &mut self,
+        table: u32,
+        map: u32,
+        key: i16,
+        value: Arg,
+        flags: i64,
+        span: Span,
+    ) -> R<()> {
+        let r = self.f.new_reg();
+        self.push(Inst::Call {
+            helper: h::MAP_UPDATE_ELEM,
+            args: vec![Arg::Map(map), Arg::Fp(key), value, Arg::Imm(flags)],
+            dst: Some(r),
+        });
+        self.count_drop(table, r, span)
     }
 
     /// After a table update that returned `ret`: when the table was full (`-E2BIG`), counts
