@@ -451,8 +451,6 @@ struct FnLower<'s, 'a> {
     breaks: Vec<Label>,
     inlines: Vec<Inline>,
     span: Span,
-    /// A zeroed 8-byte stack word, used as the key of array lookups.
-    zero_key: Option<i16>,
 }
 
 type R<T> = Result<T, Diagnostic>;
@@ -473,7 +471,6 @@ impl<'s, 'a> FnLower<'s, 'a> {
             breaks: Vec::new(),
             inlines: Vec::new(),
             span: Span::default(),
-            zero_key: None,
         }
     }
 
@@ -514,7 +511,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         if self.g.globals.is_some() && stmts.iter().any(|s| self.uses_globals_stmt(s)) {
             let gmap = self.g.globals.unwrap_or_default();
-            let key = self.zero_word();
+            let key = self.zero_word()?;
             let gp = self.lookup(gmap, key);
             let ok = self.f.new_label();
             self.push(Inst::Jmp {
@@ -694,20 +691,18 @@ impl<'s, 'a> FnLower<'s, 'a> {
         Ok(-(self.sp as i16))
     }
 
-    fn zero_word(&mut self) -> i16 {
-        if let Some(off) = self.zero_key {
-            return off;
-        }
-        // The first allocation of a block cannot exceed the stack limit.
-        let off = self.alloc(8, self.span).unwrap_or(-8);
+    /// A zeroed stack word for a key, stored right before its use: a word stored once and
+    /// reused could sit on a path that does not reach the next use (the miss path of an
+    /// update), or in a slot that a later statement has taken back.
+    fn zero_word(&mut self) -> R<i16> {
+        let off = self.alloc(8, self.span)?;
         self.push(Inst::Store {
             size: BPF_DW,
             base: Base::Fp,
             off,
             src: Opnd::Imm(0),
         });
-        self.zero_key = Some(off);
-        off
+        Ok(off)
     }
 
     fn ty(&self, e: &Expr) -> Ty {
@@ -1762,7 +1757,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             target: have,
         });
         let zeros = self.g.zeros.unwrap_or_default();
-        let zkey = self.zero_word();
+        let zkey = self.zero_word()?;
         let z = self.lookup(zeros, zkey);
         self.push(Inst::Jmp {
             op: BPF_JEQ,
@@ -3263,7 +3258,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         self.span = e.span;
         let scratch = self.scratch_map();
-        let key = self.zero_word();
+        let key = self.zero_word()?;
         let out = self.alloc(size, e.span)?;
         self.zero_buf(out, size);
         let p = self.lookup(scratch, key);

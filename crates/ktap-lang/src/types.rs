@@ -1339,8 +1339,12 @@ impl<'l> Checker<'l> {
     fn store_target(&mut self, target: &Expr, vty: Ty, vspan: Span, ctx: &Ctx, add: bool) {
         match &target.kind {
             ExprKind::Name(n) => {
+                // A declared global shadows a built-in of the same name, as it does when read.
+                let declared = self.t.globals.iter().position(|g| g.name == *n);
                 let b = if let Some(v) = self.lookup_local(n) {
                     Binding::Local(v)
+                } else if let Some(g) = declared {
+                    Binding::Global(g as u32)
                 } else if let Some(b) = self.builtin_name(n) {
                     self.err(
                         target.span,
