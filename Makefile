@@ -70,7 +70,8 @@ DROP_SECTIONS := .pdr .comment
 SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
-.PHONY: bench deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user
+.PHONY: bench deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user \
+	board-test board-shell board-deps
 
 deps: toolchain $(APT_STAMP) zig
 
@@ -150,17 +151,67 @@ $(LINKERS)/%: targets/%.conf $(ZIG) Makefile
 # always handed to it; a warm build is only cargo's fingerprint checks.
 dist: $(foreach a,$(DIST_ARCHES),dist/$(a)/ktap)
 
+# `$(call cross,ARCH)`: the environment and cargo arguments that build for ARCH.
+cross = CARGO_TARGET_$(call target_var,$(1))_LINKER=$(LINKERS)/$(1) \
+	CARGO_TARGET_$(call target_var,$(1))_RUSTFLAGS="$(CROSS_RUSTFLAGS) $(call target_field,$(1),rust_flags)" \
+	RUSTC_BOOTSTRAP=1 cargo build --quiet --target $(call target_field,$(1),rust_triple) $(BUILD_STD)
+target_var = $(shell echo $(call target_field,$(1),rust_triple) | tr a-z- A-Z_)
+
 dist/%/ktap: FORCE | deps
 	@test -f targets/$*.conf || { echo "make: no target description targets/$*.conf" >&2; exit 1; }
 	$(eval T := $(call target_field,$*,rust_triple))
-	$(eval TV := $(shell echo $(T) | tr a-z- A-Z_))
-	CARGO_TARGET_$(TV)_LINKER=$(LINKERS)/$* CARGO_TARGET_$(TV)_RUSTFLAGS="$(CROSS_RUSTFLAGS) $(call target_field,$*,rust_flags)" \
-	RUSTC_BOOTSTRAP=1 cargo build --release --quiet --target $(T) -p ktap-static $(BUILD_STD)
+	$(call cross,$*) --release -p ktap-static
 	@mkdir -p $(@D)
 	objcopy $(addprefix --remove-section=,$(DROP_SECTIONS)) $(TARGET_DIR)/$(T)/release/ktap $@.tmp
 	@mv $@.tmp $@
 
 FORCE:
+
+# Board tests: every board architecture's kernel under qemu-system with an initramfs of its
+# dist binary, ktap-board as /init and the cases of board-tests/ (board-tests/README.md).
+# Each ends with `board-test ARCH: N passed, M failed`; the target fails if any case did.
+BOARD_ARCHES := x86_64 aarch64 armv7 mipsel mips64el powerpc64le mips powerpc64
+BOARD_WORK := $(TARGET_DIR)/board
+BOARD_DEPS_STAMP := $(CACHE)/board-deps.stamp
+
+# ktap-board and the workload for a board, with symbols (the `board` profile): the uprobe cases
+# probe the workload's functions by name.
+$(BOARD_WORK)/bin/%: FORCE | deps
+	$(call cross,$*) --profile board -p ktap-board -p ktap-workload
+	@mkdir -p $@
+	cp $(TARGET_DIR)/$(call target_field,$*,rust_triple)/board/ktap-board \
+		$(TARGET_DIR)/$(call target_field,$*,rust_triple)/board/ktap-workload $@/
+
+# qemu-system for every board, and every board's kernel (firmware/kernel.sh fetches Debian's
+# or builds the big-endian ones, caching them under ~/.cache/ktap/kernels).
+board-deps: deps
+	@for a in $(BOARD_ARCHES); do sh firmware/kernel.sh $$a >/dev/null || exit 1; done
+
+# One architecture: `make board-test-mips`. ARGS passes options, e.g. ARGS="--only kprobe".
+board-test-%: dist/%/ktap $(BOARD_WORK)/bin/% FORCE | board-deps
+	cargo build --quiet -p ktap-board -p ktap-static
+	$(TARGET_DIR)/debug/ktap-board run --arch $* --kernel "$$(sh firmware/kernel.sh $*)" \
+		--ktap dist/$*/ktap --board $(BOARD_WORK)/bin/$*/ktap-board \
+		--workload $(BOARD_WORK)/bin/$*/ktap-workload --host-ktap $(TARGET_DIR)/debug/ktap \
+		--work $(BOARD_WORK) $(ARGS)
+
+# Every architecture, each to the end even when one fails; the summary lines come last.
+board-test:
+	@rc=0; for a in $(BOARD_ARCHES); do \
+		$(MAKE) --no-print-directory board-test-$$a > $(BOARD_WORK)/$$a.out 2>&1 || rc=1; \
+		grep -v '^board-test [^ ]*: [0-9]* passed' $(BOARD_WORK)/$$a.out; \
+	done; \
+	for a in $(BOARD_ARCHES); do \
+		grep "^board-test $$a: [0-9]* passed, [0-9]* failed$$" $(BOARD_WORK)/$$a.out || \
+			echo "board-test $$a: 0 passed, 1 failed"; \
+	done; exit $$rc
+
+# A prompt on a board for a person: `make board-shell ARCH=mips` (exit powers it off).
+board-shell: dist/$(ARCH)/ktap $(BOARD_WORK)/bin/$(ARCH) | board-deps
+	cargo build --quiet -p ktap-board -p ktap-static
+	$(TARGET_DIR)/debug/ktap-board shell --arch $(ARCH) --kernel "$$(sh firmware/kernel.sh $(ARCH))" \
+		--ktap dist/$(ARCH)/ktap --board $(BOARD_WORK)/bin/$(ARCH)/ktap-board \
+		--workload $(BOARD_WORK)/bin/$(ARCH)/ktap-workload --host-ktap $(TARGET_DIR)/debug/ktap
 
 # The VM against the rbpf crate's interpreter, ns per instruction side by side (bench/vm is its own
 # cargo project, so rbpf never enters the workspace or its tests).

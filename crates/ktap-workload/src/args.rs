@@ -13,7 +13,8 @@ usage: ktap-workload COMMAND ARGS...
   sleep MS       sleep for MS milliseconds
   spin MS        busy-loop for MS milliseconds
   fork N         fork N children, one at a time, each exiting at once
-  syscalls N     N rounds of getppid, getpid, read of /dev/zero, write to /dev/null";
+  syscalls N     N rounds of getppid, getpid, read of /dev/zero, write to /dev/null
+  call N         call ktap_workload_add(i, 2*i) for i = 1..N, a function for uprobes";
 
 /// The largest `read SIZE`: the buffer is allocated up front, and an absurd size should be
 /// refused with a message rather than end in an allocation failure.
@@ -31,6 +32,7 @@ pub enum Command {
     Spin { ms: u64 },
     Fork { count: u64 },
     Syscalls { count: u64 },
+    Call { count: u64 },
 }
 
 /// Parses the arguments after the program name.
@@ -84,6 +86,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         }),
         "syscalls" => (&["N"], |a| {
             Ok(Command::Syscalls {
+                count: number("N", &a[0])?,
+            })
+        }),
+        "call" => (&["N"], |a| {
+            Ok(Command::Call {
                 count: number("N", &a[0])?,
             })
         }),
@@ -159,6 +166,7 @@ mod tests {
             parse_str(&["syscalls", "7"]),
             Ok(Command::Syscalls { count: 7 })
         );
+        assert_eq!(parse_str(&["call", "3"]), Ok(Command::Call { count: 3 }));
         assert_eq!(parse_str(&["--help"]), Ok(Command::Help));
     }
 

@@ -70,7 +70,21 @@ pub fn run(cmd: &Command) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Call { count } => {
+            for i in 1..=count {
+                std::hint::black_box(ktap_workload_add(std::hint::black_box(i), i * 2));
+            }
+            Ok(())
+        }
     }
+}
+
+/// The uprobe target of `call`: a symbol of its own in the binary's symbol table, never
+/// inlined, whose arguments and return value the board tests check (`a + b`).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn ktap_workload_add(a: u64, b: u64) -> u64 {
+    a + b
 }
 
 /// Through syscall(2) so that no libc wrapper can answer from a cache.
