@@ -1490,11 +1490,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Some(Binding::Global(gi)) => {
                     let (gp, off, _, _) = self.global_slot(*gi);
                     let a = self.reg(amount);
-                    self.push(Inst::AtomicAdd {
-                        base: gp,
-                        off,
-                        src: a,
-                    });
+                    self.add_in_place(gp, off, a);
                     Ok(())
                 }
                 _ => Err(self.err(target.span, "cannot add to this name")),
@@ -1533,16 +1529,42 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     target: done,
                 });
                 self.push(Inst::Label(hit));
-                self.push(Inst::AtomicAdd {
-                    base: p,
-                    off: 0,
-                    src: amount,
-                });
+                self.add_in_place(p, 0, amount);
                 self.push(Inst::Label(done));
                 Ok(())
             }
             _ => Err(self.err(target.span, "cannot add to this expression")),
         }
+    }
+
+    /// `*(u64 *)(base + off) += src`: atomic where the target's kernel can run it. The 32-bit ARM
+    /// JIT of 6.1 kernels has no atomic instructions at all (loading fails with ENOTSUPP), so
+    /// there it is a plain load, add and store: exact on one CPU, and on several CPUs an update
+    /// racing another on the same entry can be lost (aggregations, per CPU, stay exact).
+    fn add_in_place(&mut self, base: VReg, off: i16, src: VReg) {
+        if self.g.target.arch != ktap_bpf::Arch::Arm {
+            self.push(Inst::AtomicAdd { base, off, src });
+            return;
+        }
+        let t = self.f.new_reg();
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: t,
+            base: Base::V(base),
+            off,
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: t,
+            src: Opnd::V(src),
+            w32: false,
+        });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(base),
+            off,
+            src: Opnd::V(t),
+        });
     }
 
     /// Jumps to `target` when the event filter's truth equals `when` (the kernel's filter

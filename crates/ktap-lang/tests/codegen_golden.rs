@@ -51,9 +51,15 @@ fn check(path: &Path, ext: &str, got: &str) -> Option<String> {
     }
 }
 
-fn options() -> Options {
+/// x86_64 unless the case has a `# target: ARCH` line.
+fn options(src: &Source) -> Options {
+    let arch = src
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("# target: "))
+        .unwrap_or("x86_64");
     Options::new(
-        Target::by_name("x86_64").expect("x86_64"),
+        Target::by_name(arch.trim()).expect("a known target"),
         vec!["t.kp".into()],
     )
 }
@@ -64,7 +70,7 @@ fn ok_cases_compile_to_their_listing() {
     let mut failures = Vec::new();
     for path in cases("ok") {
         let src = source(&path);
-        match compile(&src, &k, &options()) {
+        match compile(&src, &k, &options(&src)) {
             Ok(p) => failures.extend(check(&path, "out", &listing(&p))),
             Err(d) => failures.push(format!(
                 "{}: does not compile\n{}",
@@ -82,7 +88,7 @@ fn err_cases_fail_with_their_diagnostics() {
     let mut failures = Vec::new();
     for path in cases("err") {
         let src = source(&path);
-        match compile(&src, &k, &options()) {
+        match compile(&src, &k, &options(&src)) {
             Ok(_) => failures.push(format!("{}: compiled, but must fail", path.display())),
             Err(d) => failures.extend(check(&path, "err", &diag::render_all(&d, &src))),
         }
@@ -97,7 +103,7 @@ fn big_endian_targets_encode_the_same_program_swapped() {
         name: "t.kp".into(),
         text: "var s = {}\ntrace syscalls:sys_enter_getppid { s[execname] += 1 }\n".into(),
     };
-    let le = compile(&src, &k, &options()).expect("x86_64");
+    let le = compile(&src, &k, &options(&src)).expect("x86_64");
     let be = compile(
         &src,
         &k,

@@ -64,10 +64,11 @@ const FLAG_SAMPLE_ID_ALL: u64 = 1 << 18;
 const FLAG_COMM_EXEC: u64 = 1 << 24;
 const FLAG_USE_CLOCKID: u64 = 1 << 25;
 
-// `_IO('$', n)`: no direction or size bits, so the same number on every architecture.
-const IOC_ENABLE: libc::c_ulong = 0x2400;
-const IOC_DISABLE: libc::c_ulong = 0x2401;
-const IOC_SET_OUTPUT: libc::c_ulong = 0x2405;
+// `_IO('$', n)`, which differs by architecture: MIPS and PowerPC encode "no direction" as a
+// bit of its own (0x20002400 there, 0x2400 elsewhere), and the generic number is ENOTTY on them.
+const IOC_ENABLE: libc::c_ulong = libc::_IO(b'$' as u32, 0) as libc::c_ulong;
+const IOC_DISABLE: libc::c_ulong = libc::_IO(b'$' as u32, 1) as libc::c_ulong;
+const IOC_SET_OUTPUT: libc::c_ulong = libc::_IO(b'$' as u32, 5) as libc::c_ulong;
 
 const RECORD_LOST: u32 = 2;
 const RECORD_COMM: u32 = 3;
@@ -813,6 +814,24 @@ pub fn task_info(pid: u32, tid: u32) -> Option<TaskInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The numbers the kernel's uapi headers give for the architecture being built.
+    #[test]
+    fn perf_ioctls_follow_the_architecture() {
+        let none_bit = if cfg!(any(
+            target_arch = "mips",
+            target_arch = "mips64",
+            target_arch = "powerpc",
+            target_arch = "powerpc64"
+        )) {
+            0x2000_0000
+        } else {
+            0
+        };
+        assert_eq!(IOC_ENABLE, none_bit | 0x2400);
+        assert_eq!(IOC_DISABLE, none_bit | 0x2401);
+        assert_eq!(IOC_SET_OUTPUT, none_bit | 0x2405);
+    }
 
     #[test]
     fn reads_this_process() {

@@ -71,7 +71,7 @@ pub fn run(cmd: &Command) -> Result<(), String> {
             Ok(())
         }
         Command::Call { count } => {
-            for i in 1..=count {
+            for i in 1..=count as usize {
                 std::hint::black_box(ktap_workload_add(std::hint::black_box(i), i * 2));
             }
             Ok(())
@@ -80,10 +80,12 @@ pub fn run(cmd: &Command) -> Result<(), String> {
 }
 
 /// The uprobe target of `call`: a symbol of its own in the binary's symbol table, never
-/// inlined, whose arguments and return value the board tests check (`a + b`).
+/// inlined, whose arguments and return value the board tests check (`a + b`). The arguments
+/// are word-sized (C's `long`), one register each on every ABI: a 64-bit argument takes a pair
+/// of registers on 32-bit ones.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn ktap_workload_add(a: u64, b: u64) -> u64 {
+pub extern "C" fn ktap_workload_add(a: usize, b: usize) -> usize {
     a + b
 }
 
