@@ -152,8 +152,9 @@ $(LINKERS)/%: targets/%.conf $(ZIG) Makefile
 dist: $(foreach a,$(DIST_ARCHES),dist/$(a)/ktap)
 
 # `$(call cross,ARCH)`: the environment and cargo arguments that build for ARCH.
+# `$(call cross,ARCH,KEY)` takes the target's rustc flags from KEY instead of rust_flags.
 cross = CARGO_TARGET_$(call target_var,$(1))_LINKER=$(LINKERS)/$(1) \
-	CARGO_TARGET_$(call target_var,$(1))_RUSTFLAGS="$(CROSS_RUSTFLAGS) $(call target_field,$(1),rust_flags)" \
+	CARGO_TARGET_$(call target_var,$(1))_RUSTFLAGS="$(CROSS_RUSTFLAGS) $(call target_field,$(1),$(or $(2),rust_flags))" \
 	RUSTC_BOOTSTRAP=1 cargo build --quiet --target $(call target_field,$(1),rust_triple) $(BUILD_STD)
 target_var = $(shell echo $(call target_field,$(1),rust_triple) | tr a-z- A-Z_)
 
@@ -176,8 +177,10 @@ BOARD_DEPS_STAMP := $(CACHE)/board-deps.stamp
 
 # ktap-board and the workload for a board, with symbols (the `board` profile): the uprobe cases
 # probe the workload's functions by name.
+# A target whose board binaries need other flags says so in board_rust_flags.
 $(BOARD_WORK)/bin/%: FORCE | deps
-	$(call cross,$*) --profile board -p ktap-board -p ktap-workload
+	$(call cross,$*,$(if $(call target_field,$*,board_rust_flags),board_rust_flags)) \
+		--profile board -p ktap-board -p ktap-workload
 	@mkdir -p $@
 	cp $(TARGET_DIR)/$(call target_field,$*,rust_triple)/board/ktap-board \
 		$(TARGET_DIR)/$(call target_field,$*,rust_triple)/board/ktap-workload $@/
