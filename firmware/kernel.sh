@@ -51,9 +51,11 @@ current_image() {
 # apt-get install of whatever is missing (dpkg-query is local and instant); the machine's lists are
 # updated first, retried, and used as they are when an update keeps failing (a mirror mid-sync).
 need() {
+	installed=" $(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null |
+		awk '$2 == "installed" { printf "%s ", $1 }')"
 	missing=
 	for p; do
-		dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed || missing="$missing $p"
+		case $installed in *" $p "*) ;; *) missing="$missing $p" ;; esac
 	done
 	[ -n "$missing" ] || return 0
 	say "installing$missing"
@@ -94,7 +96,7 @@ debian_kernel() {
 	done || true
 	pkg=$(apt-cache $o depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
 	[ -n "$pkg" ] || die "$meta ($darch) does not resolve to a linux-image package (apt lists: $ad/lists)"
-	ver=$(apt-cache $o show "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
+	ver=$(apt-cache $o policy "$pkg" 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
 	dir=${pkg}_$(printf '%s' "$ver" | tr ':' '+')
 	if [ ! -d "$A/$dir" ]; then
 		say "$arch: downloading $pkg $ver"
@@ -166,7 +168,12 @@ built_kernel() {
 		set -e
 		# BEGIN build recipe (hashed with the fragment: changing a line here rebuilds every built kernel)
 		# allnoconfig with the fragment: everything off but what it names and what that needs.
-		kmake() { nice -n 19 make -C "$src" O="$build" ARCH="$kernel_arch" CROSS_COMPILE="$kernel_cross" "$@"; }
+		# A calling make's flags and variables (MAKEFLAGS) and a KCONFIG_CONFIG would reach kbuild.
+		# nice -n 19: builds share the machine.
+		kmake() {
+			env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u KCONFIG_CONFIG -u KBUILD_OUTPUT nice -n 19 \
+				make -C "$src" O="$build" ARCH="$kernel_arch" CROSS_COMPILE="$kernel_cross" "$@"
+		}
 		kmake KCONFIG_ALLCONFIG="$frag" allnoconfig
 		# Kconfig drops what it cannot satisfy without a word: every line of the fragment must survive.
 		bad=$(grep -E '^CONFIG_[A-Za-z0-9_]+=' "$frag" | while read -r line; do
