@@ -10,6 +10,7 @@ pub mod helpers;
 pub mod insn;
 pub mod kernel;
 pub mod program;
+pub mod syscalls;
 pub mod testcase;
 
 pub use helpers::Helper;

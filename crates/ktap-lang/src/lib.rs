@@ -62,9 +62,20 @@ pub fn compile(
         match block.kind {
             BlockKind::Probe { event } => probes.push(Probe {
                 name: event.name.clone(),
-                event: Event::Tracepoint {
-                    category: event.category,
-                    name: event.name,
+                // The program of a redirected syscall tracepoint tests the call's number itself.
+                event: match ktap_bpf::syscalls::redirect(
+                    &opts.target,
+                    &event.category,
+                    &event.name,
+                ) {
+                    Some((raw, _)) => Event::Tracepoint {
+                        category: "raw_syscalls".into(),
+                        name: raw.into(),
+                    },
+                    None => Event::Tracepoint {
+                        category: event.category,
+                        name: event.name,
+                    },
                 },
                 func,
                 span: block.span,

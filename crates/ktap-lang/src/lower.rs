@@ -503,6 +503,28 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
         }
+        if let Some((_, nr)) = self
+            .event
+            .and_then(|e| ktap_bpf::syscalls::redirect(&self.g.target, &e.category, &e.name))
+        {
+            // The program runs for every system call (raw_syscalls): only its own passes.
+            let id = self.f.new_reg();
+            self.push(Inst::Load {
+                size: BPF_DW,
+                dst: id,
+                base: Base::V(self.ctx),
+                off: 8,
+            });
+            let ours = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JEQ,
+                a: id,
+                b: Opnd::Imm(nr as i32),
+                target: ours,
+            });
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(ours));
+        }
         if let Some(filter) = self.filter {
             let pass = self.f.new_label();
             self.filter_cond(filter, true, pass)?;
@@ -3499,12 +3521,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 dst: q,
                 src: Opnd::V(v),
             });
-            self.push(Inst::Alu {
-                op: BPF_DIV,
-                dst: q,
-                src: Opnd::Imm(10),
-                w32: false,
-            });
+            self.udiv10(q);
             self.push(Inst::Mov {
                 dst: d,
                 src: Opnd::V(q),
@@ -3731,6 +3748,66 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
         self.push(Inst::Label(done));
         Ok(Val::Num(Opnd::V(ua)))
+    }
+
+    /// Whether 64-bit division must be built from other instructions: the 32-bit ARM JIT of
+    /// 6.1 kernels refuses BPF_ALU64 DIV and MOD (loading fails with ENOTSUPP). Userspace
+    /// blocks run in ktap's VM, which has them. Numbers turned into text divide by 10 without
+    /// it; a script's own `/` and `%` in a probe still need the JIT off there (the target
+    /// table in the README says so): a general division loop costs more verifier states than
+    /// either verifier allows.
+    fn no_div64(&self) -> bool {
+        self.mode == Mode::Kernel && self.g.target.arch == ktap_bpf::Arch::Arm
+    }
+
+    /// `dst = dst / 10`, unsigned. Without a 64-bit divide it is the shift-and-add quotient of
+    /// Hacker's Delight (10-11), corrected by one where the estimate is short.
+    fn udiv10(&mut self, dst: VReg) {
+        if !self.no_div64() {
+            self.push(Inst::Alu {
+                op: BPF_DIV,
+                dst,
+                src: Opnd::Imm(10),
+                w32: false,
+            });
+            return;
+        }
+        let (q, t) = (self.f.new_reg(), self.f.new_reg());
+        let alu = |s: &mut Self, op, dst, src| {
+            s.push(Inst::Alu {
+                op,
+                dst,
+                src,
+                w32: false,
+            })
+        };
+        let mov = |s: &mut Self, dst, src| s.push(Inst::Mov { dst, src });
+        // q = (n >> 1) + (n >> 2), then q += q >> k for k = 4, 8, 16, 32, then q >>= 3.
+        mov(self, q, Opnd::V(dst));
+        alu(self, BPF_RSH, q, Opnd::Imm(1));
+        mov(self, t, Opnd::V(dst));
+        alu(self, BPF_RSH, t, Opnd::Imm(2));
+        alu(self, BPF_ADD, q, Opnd::V(t));
+        for k in [4, 8, 16, 32] {
+            mov(self, t, Opnd::V(q));
+            alu(self, BPF_RSH, t, Opnd::Imm(k));
+            alu(self, BPF_ADD, q, Opnd::V(t));
+        }
+        alu(self, BPF_RSH, q, Opnd::Imm(3));
+        // The remainder of the estimate, n - 10q, is 0..19: add one when it is over 9.
+        mov(self, t, Opnd::V(q));
+        alu(self, BPF_MUL, t, Opnd::Imm(10));
+        alu(self, BPF_SUB, dst, Opnd::V(t));
+        let exact = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JLE,
+            a: dst,
+            b: Opnd::Imm(9),
+            target: exact,
+        });
+        alu(self, BPF_ADD, q, Opnd::Imm(1));
+        self.push(Inst::Label(exact));
+        mov(self, dst, Opnd::V(q));
     }
 
     fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr]) -> R<Val> {
