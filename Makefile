@@ -71,7 +71,7 @@ SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
 .PHONY: bench deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user \
-	board-test board-shell board-deps
+	board-test board-shell board-deps board-host
 
 deps: toolchain $(APT_STAMP) zig
 
@@ -104,12 +104,14 @@ build: deps
 
 # Tests build in the dev profile: the release profile (fat LTO, one codegen unit, opt-level z) makes
 # every test binary a long serial link on 2 cores, while the tests themselves run in moments.
+# The suite ends with the board tests: every architecture's real kernel under qemu-system.
 test: deps
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	cargo test -p ktap-verifier --test kernel_diff -- --ignored
 	$(MAKE) --no-print-directory qemu-user
+	$(MAKE) --no-print-directory board-test
 
 # Every dist binary under qemu-user against the host's dev build (which `cargo test` leaves in
 # the target dir): descriptions, objects byte-identical to the host's, dispatch, bad input, the
@@ -190,19 +192,29 @@ $(BOARD_WORK)/bin/%: FORCE | deps
 board-deps: deps
 	@for a in $(BOARD_ARCHES); do sh firmware/kernel.sh $$a >/dev/null || exit 1; done
 
-# One architecture: `make board-test-mips`. ARGS passes options, e.g. ARGS="--only kprobe".
-board-test-%: dist/%/ktap $(BOARD_WORK)/bin/% FORCE | board-deps
-	cargo build --quiet -p ktap-board -p ktap-static
-	$(TARGET_DIR)/debug/ktap-board run --arch $* --kernel "$$(sh firmware/kernel.sh $*)" \
-		--ktap dist/$*/ktap --board $(BOARD_WORK)/bin/$*/ktap-board \
-		--workload $(BOARD_WORK)/bin/$*/ktap-workload --host-ktap $(TARGET_DIR)/debug/ktap \
-		--work $(BOARD_WORK) $(ARGS)
+# One board's run; `make board-test-mips` builds what it needs first. ARGS passes options to
+# ktap-board, e.g. ARGS="--only kprobe".
+board_run = $(TARGET_DIR)/debug/ktap-board run --arch $(1) --kernel "$$(sh firmware/kernel.sh $(1))" \
+	--ktap dist/$(1)/ktap --board $(BOARD_WORK)/bin/$(1)/ktap-board \
+	--workload $(BOARD_WORK)/bin/$(1)/ktap-workload --host-ktap $(TARGET_DIR)/debug/ktap \
+	--work $(BOARD_WORK) $(ARGS)
 
-# Every architecture, each to the end even when one fails; the summary lines come last.
-board-test:
+board-host:
+	cargo build --quiet -p ktap-board -p ktap-static
+
+board-test-%: dist/%/ktap $(BOARD_WORK)/bin/% board-host FORCE | board-deps
+	$(call board_run,$*)
+
+# Every board: everything is built first, then the boards run two at a time (qemu emulates
+# one CPU per process), each to its end even when another fails; each board's failures, then
+# the summary lines in a fixed order.
+board-test: $(foreach a,$(BOARD_ARCHES),dist/$(a)/ktap $(BOARD_WORK)/bin/$(a)) board-host | board-deps
+	@mkdir -p $(BOARD_WORK)
+	@printf '%s\n' $(BOARD_ARCHES) | xargs -P 2 -I ARCH sh -c \
+		'$(subst $$$$,$$,$(call board_run,ARCH)) > $(BOARD_WORK)/ARCH.out 2>&1; echo $$? > $(BOARD_WORK)/ARCH.rc'
 	@rc=0; for a in $(BOARD_ARCHES); do \
-		$(MAKE) --no-print-directory board-test-$$a > $(BOARD_WORK)/$$a.out 2>&1 || rc=1; \
-		grep -v '^board-test [^ ]*: [0-9]* passed' $(BOARD_WORK)/$$a.out; \
+		grep -v '^board-test [^ ]*: [0-9]* passed, [0-9]* failed$$' $(BOARD_WORK)/$$a.out; \
+		[ "$$(cat $(BOARD_WORK)/$$a.rc)" = 0 ] || rc=1; \
 	done; \
 	for a in $(BOARD_ARCHES); do \
 		grep "^board-test $$a: [0-9]* passed, [0-9]* failed$$" $(BOARD_WORK)/$$a.out || \
