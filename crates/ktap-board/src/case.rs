@@ -368,7 +368,10 @@ mod the_cases {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../board-tests");
         let cases = crate::host::load_cases(std::path::Path::new(dir), None).unwrap();
         for arch in super::ARCHES {
-            let n = cases.iter().filter(|c| !c.not_on.contains_key(arch)).count();
+            let n = cases
+                .iter()
+                .filter(|c| !c.not_on.contains_key(arch))
+                .count();
             assert!(n >= 15, "{arch}: {n} cases");
         }
     }

@@ -567,3 +567,65 @@ fn unescaped(text: &str) -> String {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_else(|| text.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "board" that is a script standing in for qemu: it prints what a panicking or hung
+    /// board prints, and the run must fail with the console shown, never pass or hang.
+    fn fake_board(name: &str, body: &str) -> (Config, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("ktap-board-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("targets")).unwrap();
+        fs::create_dir_all(dir.join("cases")).unwrap();
+        let qemu = dir.join("qemu.sh");
+        fs::write(&qemu, format!("#!/bin/sh\n{body}\n")).unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&qemu)
+            .status()
+            .unwrap();
+        fs::write(
+            dir.join("targets/mips.conf"),
+            format!(
+                "qemu_system = {}\nqemu_machine = malta\nqemu_console = ttyS0\n",
+                qemu.display()
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("cases/one.case"), "# c\n-- run\nktap -V\n").unwrap();
+        let file = dir.join("file");
+        fs::write(&file, b"x").unwrap();
+        let cfg = Config {
+            arch: "mips".into(),
+            kernel: file.clone(),
+            ktap: file.clone(),
+            board: file.clone(),
+            workload: file,
+            host_ktap: "/bin/true".into(),
+            cases: dir.join("cases"),
+            targets: dir.join("targets"),
+            work: dir.join("work"),
+            only: None,
+        };
+        (cfg, dir)
+    }
+
+    #[test]
+    fn a_panicking_board_fails_with_its_console() {
+        let (cfg, dir) = fake_board("panic", "echo 'Kernel panic - not syncing: VFS'; exit 1");
+        assert!(!run(&cfg).unwrap());
+        let log = fs::read_to_string(dir.join("work/mips/console.log")).unwrap();
+        assert!(log.contains("Kernel panic"), "{log}");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_board_that_ends_a_step_without_its_marker_is_a_failure() {
+        // The right nonce cannot be known to the script, so nothing it prints counts.
+        let (cfg, dir) = fake_board("forged", "echo '@ktap 1 done'; exit 0");
+        assert!(!run(&cfg).unwrap());
+        let _ = fs::remove_dir_all(dir);
+    }
+}
