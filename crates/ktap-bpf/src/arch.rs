@@ -690,9 +690,12 @@ impl Kallsyms {
         self.hidden
     }
 
-    /// The symbol called `name` (the first, if a static name repeats).
+    /// The symbol called `name`: a function if one has the name (an ELFv1 descriptor shares
+    /// it), else the first, if a static name repeats.
     pub fn lookup(&self, name: &str) -> Option<&KSym> {
-        self.syms.iter().find(|s| s.name == name)
+        let mut named = self.syms.iter().filter(|s| s.name == name);
+        let first = named.clone().next();
+        named.find(|s| s.is_function()).or(first)
     }
 
     /// The symbol `addr` falls in and the offset into it: the last symbol starting at or before
@@ -757,9 +760,16 @@ fn parse_kallsyms_line(line: &str) -> Option<KSym> {
     if words.next().is_some() || kind.len() != 1 {
         return None;
     }
+    let kind = kind.chars().next()?;
+    // 64-bit PowerPC ELFv1 kernels (big-endian) list a function's code as `.name` and its
+    // descriptor in .opd as `name` (data): the code is the function, under its own name.
+    let name = match name.strip_prefix('.') {
+        Some(code) if matches!(kind, 't' | 'T') && !code.is_empty() => code,
+        _ => name,
+    };
     Some(KSym {
         addr,
-        kind: kind.chars().next()?,
+        kind,
         name: name.to_string(),
         module,
     })
@@ -1216,6 +1226,27 @@ bogus line
 ffffffffc0001000 t mod_fn\t[my_mod]
 ffffffffc0001100 T vfs_mod_hook\t[my_mod]
 ";
+
+    #[test]
+    fn elfv1_dot_symbols_are_the_functions() {
+        let k = Kallsyms::parse(
+            "c000000001ff0000 D vfs_read\nc000000000400000 T .vfs_read\nc000000000400100 T .ksys_read\n",
+        );
+        let f = k.lookup("vfs_read").unwrap();
+        assert!(f.is_function());
+        assert_eq!(f.addr, 0xc000000000400000);
+        assert_eq!(
+            k.symbolize(0xc000000000400104).as_deref(),
+            Some("ksys_read+0x4")
+        );
+        let bl = KprobeBlacklist::default();
+        let names: Vec<&str> = k
+            .functions_matching("*_read", &bl)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["ksys_read", "vfs_read"]);
+    }
 
     #[test]
     fn kallsyms_parses_and_symbolizes() {

@@ -82,7 +82,7 @@ const MISC_COMM_EXEC: u16 = 1 << 13;
 /// `struct perf_event_attr` up to `PERF_ATTR_SIZE_VER5` (112 bytes, Linux 4.1), which has every
 /// field used here and which every kernel since accepts.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct Attr {
     kind: u32,
     size: u32,
@@ -279,12 +279,27 @@ pub struct PerfExec {
     ranges: Vec<(usize, usize)>,
 }
 
+/// The attribute's flag word as the kernel reads it: the flags are a C bitfield, which
+/// big-endian ABIs fill from the most significant bit, so `disabled` (bit 0 in the constants
+/// above) is the word's top bit there.
+fn flag_word(flags: u64) -> u64 {
+    if cfg!(target_endian = "big") {
+        flags.reverse_bits()
+    } else {
+        flags
+    }
+}
+
 fn perf_event_open(attr: &Attr, cpu: i32, group: RawFd) -> io::Result<OwnedFd> {
+    let attr = Attr {
+        flags: flag_word(attr.flags),
+        ..*attr
+    };
     // SAFETY: `attr` is a valid attribute of the size it declares; the flags are valid.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
-            attr as *const Attr,
+            &attr as *const Attr,
             -1 as libc::pid_t,
             cpu,
             group,
@@ -831,6 +846,16 @@ mod tests {
         assert_eq!(IOC_ENABLE, none_bit | 0x2400);
         assert_eq!(IOC_DISABLE, none_bit | 0x2401);
         assert_eq!(IOC_SET_OUTPUT, none_bit | 0x2405);
+    }
+
+    #[test]
+    fn bitfield_flags_follow_the_byte_order() {
+        let w = flag_word(FLAG_DISABLED | FLAG_COMM);
+        if cfg!(target_endian = "big") {
+            assert_eq!(w, (1 << 63) | (1 << 54));
+        } else {
+            assert_eq!(w, 1 | (1 << 9));
+        }
     }
 
     #[test]
