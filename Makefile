@@ -173,10 +173,7 @@ FORCE:
 # Board tests: every board architecture's kernel under qemu-system with an initramfs of its
 # dist binary, ktap-board as /init and the cases of board-tests/ (board-tests/README.md).
 # Each ends with `board-test ARCH: N passed, M failed`; the target fails if any case did.
-# mips is left out of the full run for now: on its kernel (built from linux-source by
-# firmware/kernel.sh) ktap-board, as /init, panics at its first command (an ENOSYS inside Rust's
-# std); `make board-test-mips` shows it.
-BOARD_ARCHES := x86_64 aarch64 armv7 mipsel mips64el powerpc64le powerpc64
+BOARD_ARCHES := x86_64 aarch64 armv7 mipsel mips64el powerpc64le mips powerpc64
 BOARD_WORK := $(TARGET_DIR)/board
 BOARD_DEPS_STAMP := $(CACHE)/board-deps.stamp
 

@@ -6,7 +6,7 @@
 use crate::proto::{self, Line, Plan, Step};
 use std::ffi::CString;
 use std::fs;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -160,14 +160,33 @@ fn run_plan(plan: &Plan, say: &dyn Fn(&Line)) {
 
 fn run_step(step: &Step, say: &dyn Fn(&Line)) {
     let programs_before = bpf_programs();
+    // The streams go to files on /tmp (tmpfs), read once the command has ended: no pipe can
+    // fill up and block it, and no reader threads are needed.
+    let (out_path, err_path) = ("/tmp/step.out", "/tmp/step.err");
+    let files = fs::File::create(out_path).and_then(|o| Ok((o, fs::File::create(err_path)?)));
+    let (out_file, err_file) = match files {
+        Ok(f) => f,
+        Err(e) => {
+            say(&Line::Err {
+                text: proto::escape(&format!("/tmp: {e}")),
+            });
+            say(&Line::End {
+                rc: 127,
+                ms: 0,
+                timed_out: false,
+                leftover: String::new(),
+            });
+            return;
+        }
+    };
     let start = Instant::now();
     let child = Command::new(&step.argv[0])
         .args(&step.argv[1..])
         .env("PATH", "/bin")
         .current_dir("/board")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out_file)
+        .stderr(err_file)
         .spawn();
     let mut child = match child {
         Ok(c) => c,
@@ -184,19 +203,6 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
             return;
         }
     };
-    // Both streams are read whole by threads so that a chatty child never blocks on a full
-    // pipe while we wait for it; they are reported after it ends, stdout first.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
     let deadline = start + Duration::from_millis(step.timeout_ms);
     let mut interrupted = step.interrupt_ms.is_none();
     let mut timed_out = false;
@@ -224,8 +230,8 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
             .map(proto::escape_bytes)
             .collect::<Vec<_>>()
     };
-    let mut o = lines(out.join().unwrap_or_default());
-    let mut e = lines(err.join().unwrap_or_default());
+    let mut o = lines(fs::read(out_path).unwrap_or_default());
+    let mut e = lines(fs::read(err_path).unwrap_or_default());
     // A trailing newline leaves one empty piece that is not a line of output.
     for v in [&mut o, &mut e] {
         if v.last().is_some_and(String::is_empty) {
