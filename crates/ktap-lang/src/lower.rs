@@ -3380,9 +3380,17 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 _ => continue,
             };
             // Room left: pos < size - 1, so every read gets at least one byte and its NUL.
+            // The test and both uses read one short-lived copy: `pos` lives across calls and
+            // may be spilled, and a verifier need not carry a test of one fill over to the
+            // next fill of the same slot.
+            let at = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: at,
+                src: Opnd::V(pos),
+            });
             self.push(Inst::Jmp {
                 op: BPF_JGE,
-                a: pos,
+                a: at,
                 b: Opnd::Imm(size as i32 - 1),
                 target: finish,
             });
@@ -3394,7 +3402,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Alu {
                 op: BPF_ADD,
                 dst,
-                src: Opnd::V(pos),
+                src: Opnd::V(at),
                 w32: false,
             });
             let room = self.f.new_reg();
@@ -3405,7 +3413,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Alu {
                 op: BPF_SUB,
                 dst: room,
-                src: Opnd::V(pos),
+                src: Opnd::V(at),
                 w32: false,
             });
             let n = self.f.new_reg();
