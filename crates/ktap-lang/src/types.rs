@@ -32,6 +32,11 @@ pub enum Ty {
     Stack,
     /// A user stack (`ustack()`).
     UStack,
+    /// A number marked as a kernel address (`ipof(n)`): printed as its symbol.
+    Addr,
+    /// `argstr`, the event as the kernel's `trace` file shows it: rendered in userspace from
+    /// the raw record, so only `print` and `printf` take it.
+    Argstr,
 }
 
 impl Ty {
@@ -55,6 +60,8 @@ impl Ty {
             Ty::Any(_) => "a value of several types",
             Ty::Stack => "a kernel stack",
             Ty::UStack => "a user stack",
+            Ty::Addr => "a kernel address",
+            Ty::Argstr => "`argstr`",
         }
     }
 }
@@ -69,6 +76,10 @@ pub fn join(a: Ty, b: Ty) -> Option<Ty> {
         (Ty::Table(_), _) | (_, Ty::Table(_)) => None,
         // Nor a stack: its value is an id into the program's stack map, not a number.
         (Ty::Stack | Ty::UStack, _) | (_, Ty::Stack | Ty::UStack) => None,
+        // `argstr` is text userspace makes from the raw record: there is no value to store.
+        (Ty::Argstr, _) | (_, Ty::Argstr) => None,
+        // A number that is an address somewhere is an address (`var a = 0 a = ipof(x)`).
+        (Ty::Addr, Ty::Num) | (Ty::Num, Ty::Addr) => Some(Ty::Addr),
         // Numbers, strings and booleans together: a tagged value big enough for each.
         (x, y) => Some(Ty::Any(payload(x).max(payload(y)))),
     }
@@ -436,6 +447,9 @@ pub struct Typed {
     pub traces: HashMap<usize, TraceInfo>,
     /// Frames the stack map keeps per stack: the deepest `stack(N)`/`ustack(N)` asked for.
     pub stack_depth: u32,
+    /// Built-in functions called inside probes whose values userspace provides at start
+    /// (`gettimeofday_*`, `num_cpus`, `kernel_v`), so the top-level code records them.
+    pub runtime: HashSet<&'static str>,
 }
 
 #[derive(Clone, Debug)]
@@ -444,6 +458,10 @@ pub struct FuncInfo {
     pub params: Vec<VarId>,
     pub ret: Slot,
 }
+
+/// Bytes `kernel_v()` holds: a release (`uname -r`) is at most 64 characters, and a longer
+/// one is cut.
+pub const RELEASE_CAP: u32 = 64;
 
 /// Frames a stack keeps when the script does not say (`stack()`).
 pub const DEFAULT_STACK_DEPTH: u32 = 16;
@@ -459,6 +477,10 @@ pub struct Limits {
     pub script_args: Vec<String>,
     /// `-p PID`: probes ignore events of every other process.
     pub pid: Option<u32>,
+    /// `-C CPU`: probes ignore events on every other CPU.
+    pub cpu: Option<u32>,
+    /// `-T`: each `print`/`printf` record of a probe carries the event's time.
+    pub timestamps: bool,
 }
 
 /// Resolves names and infers types for the whole script.
@@ -478,6 +500,7 @@ pub fn check(
             funcs: Vec::new(),
             traces: HashMap::new(),
             stack_depth: 0,
+            runtime: HashSet::new(),
         },
         limits,
         errors: Vec::new(),
@@ -488,6 +511,8 @@ pub fn check(
         func_stack: Vec::new(),
         func_names: HashMap::new(),
         agg_arg: false,
+        print_arg: false,
+        direct_print_arg: false,
     };
     c.expand_events(script, kernel);
     c.collect_functions(script);
@@ -532,6 +557,10 @@ struct Checker<'l> {
     /// Inside the argument of count()/sum()/avg()/min()/max()/hist(), where an aggregation
     /// entry may be named.
     agg_arg: bool,
+    /// The next expression is an argument of `print`/`printf`, where `argstr` may stand.
+    print_arg: bool,
+    /// The expression being typed is such an argument itself (not a part of one).
+    direct_print_arg: bool,
 }
 
 /// The candidates nearest to `name` (at most three, all at the best distance found), if that
@@ -1427,7 +1456,13 @@ impl<'l> Checker<'l> {
 
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
-            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Stack | Ty::UStack => {}
+            Ty::Num
+            | Ty::Str(_)
+            | Ty::Unknown
+            | Ty::Any(_)
+            | Ty::Stack
+            | Ty::UStack
+            | Ty::Addr => {}
             other => self.err(
                 span,
                 format!(
@@ -1522,8 +1557,22 @@ impl<'l> Checker<'l> {
                 }
             },
             BuiltinVar::Argstr => {
-                self.err(span, "`argstr` is not supported yet");
-                Ty::Unknown
+                match in_trace {
+                    None if ctx.mode == Mode::User => {
+                        self.err(span, "`argstr` is only defined inside `trace` blocks")
+                    }
+                    None => self.err(span, "`argstr` is the text of a tracepoint event; a `profile` block has none"),
+                    Some(t) if !t.others.is_empty() => self.err(
+                        span,
+                        "`argstr` is the text of a tracepoint event; kprobes and uprobes have none (print their arguments)",
+                    ),
+                    Some(_) if !self.direct_print_arg => self.err(
+                        span,
+                        "`argstr` is rendered by ktap in userspace, so it can only be printed: `print(argstr)` or `printf(\"%s\", argstr)`",
+                    ),
+                    Some(_) => {}
+                }
+                Ty::Argstr
             }
             BuiltinVar::Arg(i) => match in_trace {
                 Some(t) => {
@@ -1575,6 +1624,7 @@ impl<'l> Checker<'l> {
     }
 
     fn expr(&mut self, e: &Expr, ctx: &Ctx) -> Ty {
+        self.direct_print_arg = std::mem::take(&mut self.print_arg);
         let ty = self.expr_inner(e, ctx);
         self.t.expr_ty.insert(e.id, ty);
         ty
@@ -1741,7 +1791,7 @@ impl<'l> Checker<'l> {
                     }
                     BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                                 self.err(
                                     s,
                                     format!(
@@ -1757,9 +1807,10 @@ impl<'l> Checker<'l> {
                     BinOp::Concat => {
                         let len = |t: Ty| match t {
                             Ty::Str(n) => Some(n - 1),
-                            Ty::Num => Some(20),
+                            Ty::Num | Ty::Addr => Some(20),
                             Ty::Any(n) => Some(n.max(21) - 1),
-                            Ty::Unknown => Some(0),
+                            // `argstr` here is an error of its own.
+                            Ty::Unknown | Ty::Argstr => Some(0),
                             _ => None,
                         };
                         match (len(a), len(b)) {
@@ -1779,7 +1830,7 @@ impl<'l> Checker<'l> {
                     }
                     _ => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                                 self.err(
                                     s,
                                     format!(
@@ -1799,7 +1850,7 @@ impl<'l> Checker<'l> {
                 match op {
                     UnOp::Not => Ty::Bool,
                     UnOp::Neg | UnOp::BitNot => {
-                        if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                        if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                             self.err(
                                 expr.span,
                                 format!("this needs a number, not {}", t.describe()),
@@ -1864,8 +1915,15 @@ impl<'l> Checker<'l> {
             b,
             Binding::Builtin("count" | "sum" | "avg" | "min" | "max" | "hist")
         );
+        let prints = matches!(b, Binding::Builtin("print" | "printf"));
         let saved = std::mem::replace(&mut self.agg_arg, reads_agg);
-        let tys: Vec<Ty> = args.iter().map(|a| self.expr(a, ctx)).collect();
+        let tys: Vec<Ty> = args
+            .iter()
+            .map(|a| {
+                self.print_arg = prints;
+                self.expr(a, ctx)
+            })
+            .collect();
         self.agg_arg = saved;
         match b {
             Binding::Func(f) => self.user_call(e, f, args, &tys, ctx),
@@ -2039,11 +2097,75 @@ impl<'l> Checker<'l> {
                         ),
                     );
                 }
-                Ty::Str(self.limits.str_cap)
+                // A string, or nil when the address cannot be read (LANGUAGE.md §5).
+                Ty::Any(self.limits.str_cap)
             }
-            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
+            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s"
+            | "num_cpus" => {
                 arity(self, 0, 0);
+                if ctx.mode == Mode::Kernel {
+                    self.t.runtime.insert(name);
+                }
                 Ty::Num
+            }
+            "kernel_v" => {
+                arity(self, 0, 0);
+                if ctx.mode == Mode::Kernel {
+                    self.t.runtime.insert(name);
+                }
+                Ty::Str(RELEASE_CAP.min(self.limits.str_cap))
+            }
+            "print_trace_clock" => {
+                arity(self, 0, 0);
+                Ty::Nil
+            }
+            "ipof" => {
+                if arity(self, 1, 1)
+                    && !matches!(tys[0], Ty::Num | Ty::Addr | Ty::Unknown | Ty::Any(_))
+                {
+                    self.err(
+                        args[0].span,
+                        format!("`ipof` marks a number as an address, not {}", tys[0].describe()),
+                    );
+                }
+                Ty::Addr
+            }
+            "curr_taskinfo" | "net.ip_sock_saddr" | "net.ip_sock_daddr" => {
+                let hi = if name == "curr_taskinfo" { 2 } else { 1 };
+                if arity(self, 1, hi) {
+                    if !matches!(tys[0], Ty::Num | Ty::Addr | Ty::Unknown | Ty::Any(_)) {
+                        let what = if hi == 2 { "an offset" } else { "a `struct sock` address" };
+                        self.err(
+                            args[0].span,
+                            format!("`{}` needs {} (a number), not {}", name, what, tys[0].describe()),
+                        );
+                    }
+                    if let Some(size) = args.get(1) {
+                        if !matches!(const_int(size), Some(4 | 8)) {
+                            self.err(size.span, "the size to read is the constant 4 or 8");
+                        }
+                    }
+                }
+                if ctx.mode == Mode::User {
+                    self.err(
+                        e.span,
+                        format!("`{}` reads kernel memory: only inside probes", name),
+                    );
+                }
+                Ty::Num
+            }
+            "net.format_ip_addr" => {
+                if arity(self, 1, 1) && !matches!(tys[0], Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                    self.err(
+                        args[0].span,
+                        format!(
+                            "`net.format_ip_addr` formats an IPv4 address (a number), not {}",
+                            tys[0].describe()
+                        ),
+                    );
+                }
+                // "255.255.255.255" and its NUL.
+                Ty::Str(16.min(self.limits.str_cap))
             }
             "arch" => {
                 arity(self, 0, 0);
@@ -2070,7 +2192,10 @@ impl<'l> Checker<'l> {
             }
             "stringof" => {
                 if arity(self, 1, 1)
-                    && !matches!(tys[0], Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_))
+                    && !matches!(
+                        tys[0],
+                        Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Addr
+                    )
                 {
                     self.err(
                         args[0].span,
