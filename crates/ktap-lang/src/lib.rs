@@ -41,6 +41,7 @@ impl Options {
                 pid: None,
                 cpu: None,
                 timestamps: false,
+                endian: target.endian,
             },
         }
     }

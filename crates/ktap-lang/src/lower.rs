@@ -10,7 +10,9 @@
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
-use crate::types::{const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, Ty, Typed};
+use crate::types::{
+    const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, TaskRead, Ty, Typed,
+};
 use ktap_bpf::arch::{self, ArgLoc, CallKind, RegSlot};
 use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
@@ -4670,6 +4672,69 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Ok(Val::Nil)
             }
             "ipof" => Ok(Val::Num(self.num(&args[0])?)),
+            "in_iowait" | "in_interrupt" => {
+                // The current task_struct, at the offset the kernel's BTF gave: 1 or 0.
+                let Some(read) = self.g.typed.task_reads.get(name).copied() else {
+                    return Err(self.err(e.span, format!("internal: no task field for `{name}`")));
+                };
+                let task = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::GET_CURRENT_TASK,
+                    args: vec![],
+                    dst: Some(task),
+                });
+                let (offset, size) = match read {
+                    TaskRead::Bit { offset, .. } => (offset, 1),
+                    TaskRead::PreemptCount { offset } => (offset, 4),
+                };
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: task,
+                    src: Opnd::Imm(offset as i32),
+                    w32: false,
+                });
+                let v = self.probe_read_word(false, Opnd::V(task), size, e.span)?;
+                let r = self.reg(v);
+                match read {
+                    TaskRead::Bit { bit, .. } => {
+                        if bit > 0 {
+                            self.push(Inst::Alu {
+                                op: BPF_RSH,
+                                dst: r,
+                                src: Opnd::Imm(i32::from(bit)),
+                                w32: false,
+                            });
+                        }
+                        self.push(Inst::Alu {
+                            op: BPF_AND,
+                            dst: r,
+                            src: Opnd::Imm(1),
+                            w32: false,
+                        });
+                    }
+                    TaskRead::PreemptCount { .. } => {
+                        self.push(Inst::Alu {
+                            op: BPF_AND,
+                            dst: r,
+                            src: Opnd::Imm(crate::types::IRQ_COUNT_MASK),
+                            w32: false,
+                        });
+                        let zero = self.f.new_label();
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: r,
+                            b: Opnd::Imm(0),
+                            target: zero,
+                        });
+                        self.push(Inst::Mov {
+                            dst: r,
+                            src: Opnd::Imm(1),
+                        });
+                        self.push(Inst::Label(zero));
+                    }
+                }
+                Ok(Val::Num(Opnd::V(r)))
+            }
             "curr_taskinfo" | "net.ip_sock_saddr" | "net.ip_sock_daddr" => {
                 // A checked kernel read: of the current task_struct at an offset (4 bytes
                 // unless told 8, as ktap), or of a socket's IPv4 address, which `struct

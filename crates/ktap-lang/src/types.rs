@@ -10,7 +10,7 @@
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use ktap_bpf::kernel::{Kernel, TpField, TpFormat};
-use ktap_bpf::Span;
+use ktap_bpf::{Endian, Span};
 use std::collections::{HashMap, HashSet};
 
 /// A static type.
@@ -450,6 +450,66 @@ pub struct Typed {
     /// Built-in functions called inside probes whose values userspace provides at start
     /// (`gettimeofday_*`, `num_cpus`, `kernel_v`), so the top-level code records them.
     pub runtime: HashSet<&'static str>,
+    /// Where `in_iowait()` and `in_interrupt()` read the current task, from the kernel's BTF.
+    pub task_reads: HashMap<&'static str, TaskRead>,
+}
+
+/// A read of the current `task_struct` that a task built-in compiles to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskRead {
+    /// `in_iowait()`: bit `bit` (counted from the least significant) of the byte at `offset`.
+    Bit { offset: u32, bit: u8 },
+    /// `in_interrupt()`: the preempt count, the 32-bit word at `offset` (in the task's
+    /// `thread_info`); interrupt context is any hardirq, softirq or NMI count in it.
+    PreemptCount { offset: u32 },
+}
+
+/// The preempt count's hardirq, softirq and NMI bits (`irq_count()` in the kernel).
+pub const IRQ_COUNT_MASK: i32 = 0x00ff_ff00;
+
+/// Where built-in `name` reads the current task, from the kernel's BTF `btf`, for a target
+/// of byte order `endian`; or why it cannot.
+pub fn task_read(name: &str, btf: Option<&[u8]>, endian: Endian) -> Result<TaskRead, String> {
+    let Some(data) = btf else {
+        return Err(format!(
+            "`{name}()` finds its field of the kernel's task_struct in the kernel's BTF \
+             (/sys/kernel/btf/vmlinux), and there is none here: the kernel has no BTF, or the \
+             script is compiled for another machine"
+        ));
+    };
+    let btf = ktap_bpf::btf::Btf::parse(data).map_err(|e| format!("the kernel's BTF: {e}"))?;
+    match name {
+        "in_iowait" => {
+            let m = btf
+                .member("task_struct", &["in_iowait"])
+                .ok_or("the kernel's task_struct has no `in_iowait` (per its BTF)")?;
+            let (byte, bit) = (m.bit_offset / 8, m.bit_offset % 8);
+            let bit = match endian {
+                Endian::Little => bit,
+                // BTF counts a big-endian byte's bits from the most significant.
+                Endian::Big => 7 - bit,
+            };
+            Ok(TaskRead::Bit {
+                offset: byte,
+                bit: bit as u8,
+            })
+        }
+        _ => {
+            let m = btf
+                .member("task_struct", &["thread_info", "preempt_count"])
+                .ok_or(
+                    "`in_interrupt()` reads the preempt count in the task's thread_info, and this \
+                     kernel keeps it per CPU instead (as x86 does), where a BPF program cannot \
+                     read it without kernel symbols ktap does not use",
+                )?;
+            let mut offset = m.bit_offset / 8;
+            // A 64-bit count's low word is its second on a big-endian machine.
+            if endian == Endian::Big && m.size == Some(8) {
+                offset += 4;
+            }
+            Ok(TaskRead::PreemptCount { offset })
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -481,6 +541,8 @@ pub struct Limits {
     pub cpu: Option<u32>,
     /// `-T`: each `print`/`printf` record of a probe carries the event's time.
     pub timestamps: bool,
+    /// The target's byte order (for the bit of a bitfield).
+    pub endian: Endian,
 }
 
 /// Resolves names and infers types for the whole script.
@@ -501,8 +563,11 @@ pub fn check(
             traces: HashMap::new(),
             stack_depth: 0,
             runtime: HashSet::new(),
+            task_reads: HashMap::new(),
         },
         limits,
+        kernel,
+        btf: None,
         errors: Vec::new(),
         seen: HashSet::new(),
         report: false,
@@ -546,6 +611,9 @@ struct Ctx<'a> {
 struct Checker<'l> {
     t: Typed,
     limits: &'l Limits,
+    kernel: &'l dyn Kernel,
+    /// The kernel's BTF, read when a task built-in first needs it.
+    btf: Option<Option<Vec<u8>>>,
     errors: Vec<Diagnostic>,
     seen: HashSet<(u32, u32, String)>,
     /// Errors are reported only on the final pass.
@@ -2118,6 +2186,25 @@ impl<'l> Checker<'l> {
             "print_trace_clock" => {
                 arity(self, 0, 0);
                 Ty::Nil
+            }
+            "in_iowait" | "in_interrupt" => {
+                arity(self, 0, 0);
+                if ctx.mode == Mode::User {
+                    self.err(
+                        e.span,
+                        format!("`{}` is about the task a probe interrupts: only inside probes", name),
+                    );
+                } else if !self.t.task_reads.contains_key(name) {
+                    let kernel = self.kernel;
+                    let btf = self.btf.get_or_insert_with(|| kernel.btf());
+                    match task_read(name, btf.as_deref(), self.limits.endian) {
+                        Ok(r) => {
+                            self.t.task_reads.insert(name, r);
+                        }
+                        Err(m) => self.err(e.span, m),
+                    }
+                }
+                Ty::Num
             }
             "ipof" => {
                 if arity(self, 1, 1)
