@@ -38,6 +38,19 @@ const OPTIONS: &[Opt] = &[
         help: "trace only process PID",
     },
     Opt {
+        short: Some('C'),
+        long: None,
+        value: Some("CPU"),
+        help: "trace only events on CPU number CPU (profile-N samples that CPU alone)",
+    },
+    Opt {
+        short: Some('T'),
+        long: None,
+        value: None,
+        help: "start each line a probe prints with the event's time: seconds.microseconds since \
+               tracing started (`    1.250042: ...`; with -f json, a \"time\" member)",
+    },
+    Opt {
         short: Some('v'),
         long: None,
         value: None,
@@ -80,19 +93,6 @@ const OPTIONS: &[Opt] = &[
         value: Some("e|f|m"),
         help: "list and exit: -le [GLOB] tracepoints, -lf ELF functions, -lm ELF SDT markers",
     },
-    Opt {
-        short: Some('C'),
-        long: None,
-        value: Some("CPU"),
-        help: "trace only events on CPU number CPU (profile-N samples that CPU alone)",
-    },
-    Opt {
-        short: Some('T'),
-        long: None,
-        value: None,
-        help: "start each line a probe prints with the event's time: seconds.microseconds since \
-               tracing started (`    1.250042: ...`; with -f json, a \"time\" member)",
-    },
 ];
 
 const ABOUT: &str = "A lightweight script-based dynamic tracer: ktap scripts compiled to eBPF";
@@ -132,7 +132,7 @@ fn parse_cli(args: &[String]) -> Result<Option<Cli>, String> {
         ),
         None => None,
     };
-    let cpu = match p.value(11) {
+    let cpu = match p.value(4) {
         Some(v) => Some(
             v.parse()
                 .map_err(|_| format!("`-C {v}`: a CPU is a number from 0"))?,
@@ -145,18 +145,18 @@ fn parse_cli(args: &[String]) -> Result<Option<Cli>, String> {
         output: p.value(2).map(PathBuf::from),
         pid,
         cpu,
-        timestamps: p.flag(12),
-        verbose: p.flag(4),
-        version: p.flag(5),
-        bytecode: p.flag(6),
-        vm: p.flag(7),
-        record: p.value(8).map(PathBuf::from),
-        format: match p.value(9) {
+        timestamps: p.flag(5),
+        verbose: p.flag(6),
+        version: p.flag(7),
+        bytecode: p.flag(8),
+        vm: p.flag(9),
+        record: p.value(10).map(PathBuf::from),
+        format: match p.value(11) {
             None | Some("text") => Mode::Text,
             Some("json") => Mode::Json,
             Some(f) => return Err(format!("`-f {f}`: the output formats are text and json")),
         },
-        list: p.value(10).map(list::What::parse).transpose()?,
+        list: p.value(12).map(list::What::parse).transpose()?,
         rest: p.rest,
     }))
 }

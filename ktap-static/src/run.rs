@@ -109,7 +109,9 @@ pub fn run(mut a: RunArgs) -> i32 {
     let mut output = Output::new(&prog, out);
     output.printer.set_mode(a.format);
     // `-T` stamps count from here, when every probe is attached.
-    output.printer.set_time_origin(crate::kernel::monotonic_ns());
+    output
+        .printer
+        .set_time_origin(crate::kernel::monotonic_ns());
     let code = trace(&a, &prog, &mut session, &mut output);
     let _ = output.out.flush();
     report_drops(&prog, &session);
@@ -151,12 +153,7 @@ fn compile_script(a: &RunArgs) -> Option<Program> {
 
 /// The life of a loaded session; returns the exit code. The session's probes are detached
 /// when this returns, whatever the path.
-fn trace(
-    a: &RunArgs,
-    prog: &Program,
-    session: &mut Session,
-    output: &mut Output,
-) -> i32 {
+fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output) -> i32 {
     let mut failed = false;
     for b in prog.user.iter().filter(|b| b.when == When::Begin) {
         if let Err(m) = run_block(prog, &b.func, session, output) {

@@ -117,14 +117,14 @@ impl<'a> Btf<'a> {
     fn resolve(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.ty(id) {
-                Some((_, k, _, _, next, _))
-                    if matches!(
-                        k,
-                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
-                    ) =>
-                {
-                    id = next
-                }
+                Some((
+                    _,
+                    KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG,
+                    _,
+                    _,
+                    next,
+                    _,
+                )) => id = next,
                 _ => break,
             }
         }
@@ -338,9 +338,24 @@ mod tests {
         let mut b = Builder::new(little);
         let u32t = b.int("unsigned int", 4);
         let u64t = b.int("long unsigned int", 8);
-        let inner = b.record("", 8, false, &[("count", u32t, 0, 0), ("need", u32t, 32, 0)]);
-        let un = b.record("", 8, true, &[("preempt_count", u64t, 0, 0), ("preempt", inner, 0, 0)]);
-        let ti = b.record("thread_info", 16, false, &[("flags", u64t, 0, 0), ("", un, 64, 0)]);
+        let inner = b.record(
+            "",
+            8,
+            false,
+            &[("count", u32t, 0, 0), ("need", u32t, 32, 0)],
+        );
+        let un = b.record(
+            "",
+            8,
+            true,
+            &[("preempt_count", u64t, 0, 0), ("preempt", inner, 0, 0)],
+        );
+        let ti = b.record(
+            "thread_info",
+            16,
+            false,
+            &[("flags", u64t, 0, 0), ("", un, 64, 0)],
+        );
         let p = b.ptr(0);
         b.record(
             "task_struct",
@@ -380,7 +395,8 @@ mod tests {
                 })
             );
             assert_eq!(
-                btf.member("task_struct", &["stack"]).map(|m| (m.bit_offset, m.size)),
+                btf.member("task_struct", &["stack"])
+                    .map(|m| (m.bit_offset, m.size)),
                 Some((128, None))
             );
             assert_eq!(btf.member("task_struct", &["nope"]), None);

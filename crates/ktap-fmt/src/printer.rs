@@ -384,7 +384,11 @@ pub fn stamp_text(t: i64) -> String {
 pub(crate) fn seconds(t: i64) -> String {
     let sign = if t < 0 { "-" } else { "" };
     let t = t.unsigned_abs();
-    format!("{sign}{}.{:06}", t / 1_000_000_000, t % 1_000_000_000 / 1000)
+    format!(
+        "{sign}{}.{:06}",
+        t / 1_000_000_000,
+        t % 1_000_000_000 / 1000
+    )
 }
 
 /// `text` with the stamp of time `t` at the start of each of its lines (the first only when

@@ -526,7 +526,8 @@ fn addresses_print_as_symbols_where_text_is_asked_for() {
 fn address_keys_of_a_chart_are_symbols() {
     let e = Endian::Little;
     let mut prog = program(e, vec![format(Action::PrintHist { map: 2 }, &[])]);
-    prog.maps.push(table("calls", ValueType::Addr, ValueType::Int));
+    prog.maps
+        .push(table("calls", ValueType::Addr, ValueType::Int));
     let mut maps = Maps::default();
     maps.0.insert(
         2,
@@ -587,8 +588,13 @@ fn stamped_json_records_have_a_time_member() {
     p.set_time_origin(0);
     let mut out = Vec::new();
     let t = u64_bytes(12_000_345_678, e);
-    p.handle(&record(e, 0, &[&t, &u64_bytes(4, e)]), &prog, &mut Maps::default(), &mut out)
-        .unwrap();
+    p.handle(
+        &record(e, 0, &[&t, &u64_bytes(4, e)]),
+        &prog,
+        &mut Maps::default(),
+        &mut out,
+    )
+    .unwrap();
     p.handle(&record(e, 1, &[&t]), &prog, &mut Maps::default(), &mut out)
         .unwrap();
     assert_eq!(

@@ -362,7 +362,12 @@ impl<'a> Shared<'a> {
             };
         }
         let mut runtime = Runtime::default();
-        let clock = ["gettimeofday_ns", "gettimeofday_us", "gettimeofday_ms", "gettimeofday_s"];
+        let clock = [
+            "gettimeofday_ns",
+            "gettimeofday_us",
+            "gettimeofday_ms",
+            "gettimeofday_s",
+        ];
         if clock.iter().any(|c| typed.runtime.contains(c)) {
             runtime.clock = Some(size);
             size += 8;
@@ -4615,7 +4620,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 };
                 if self.mode == Mode::Kernel {
                     let (Some((off, stored)), Some(gp)) = (self.g.runtime.release, self.gp) else {
-                        return Err(self.err(e.span, "internal: the kernel release is not mapped here"));
+                        return Err(
+                            self.err(e.span, "internal: the kernel release is not mapped here")
+                        );
                     };
                     return self.load_val(gp, off as i16, ValueType::Str(stored.min(size)), e.span);
                 }

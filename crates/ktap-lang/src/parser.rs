@@ -323,7 +323,10 @@ impl<'a> Parser<'a> {
             .text
             .get(span.lo as usize..span.hi as usize)
             .unwrap_or_default();
-        let is_word = word.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        let is_word = word
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !is_word {
             return Err(self.error_expected("a field name after '.'"));

@@ -1524,13 +1524,8 @@ impl<'l> Checker<'l> {
 
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
-            Ty::Num
-            | Ty::Str(_)
-            | Ty::Unknown
-            | Ty::Any(_)
-            | Ty::Stack
-            | Ty::UStack
-            | Ty::Addr => {}
+            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Stack | Ty::UStack | Ty::Addr => {
+            }
             other => self.err(
                 span,
                 format!(
@@ -2192,7 +2187,10 @@ impl<'l> Checker<'l> {
                 if ctx.mode == Mode::User {
                     self.err(
                         e.span,
-                        format!("`{}` is about the task a probe interrupts: only inside probes", name),
+                        format!(
+                            "`{}` is about the task a probe interrupts: only inside probes",
+                            name
+                        ),
                     );
                 } else if !self.t.task_reads.contains_key(name) {
                     let kernel = self.kernel;
@@ -2212,7 +2210,10 @@ impl<'l> Checker<'l> {
                 {
                     self.err(
                         args[0].span,
-                        format!("`ipof` marks a number as an address, not {}", tys[0].describe()),
+                        format!(
+                            "`ipof` marks a number as an address, not {}",
+                            tys[0].describe()
+                        ),
                     );
                 }
                 Ty::Addr
@@ -2221,10 +2222,19 @@ impl<'l> Checker<'l> {
                 let hi = if name == "curr_taskinfo" { 2 } else { 1 };
                 if arity(self, 1, hi) {
                     if !matches!(tys[0], Ty::Num | Ty::Addr | Ty::Unknown | Ty::Any(_)) {
-                        let what = if hi == 2 { "an offset" } else { "a `struct sock` address" };
+                        let what = if hi == 2 {
+                            "an offset"
+                        } else {
+                            "a `struct sock` address"
+                        };
                         self.err(
                             args[0].span,
-                            format!("`{}` needs {} (a number), not {}", name, what, tys[0].describe()),
+                            format!(
+                                "`{}` needs {} (a number), not {}",
+                                name,
+                                what,
+                                tys[0].describe()
+                            ),
                         );
                     }
                     if let Some(size) = args.get(1) {

@@ -356,7 +356,10 @@ mod tests {
                 probe("sys_enter_getpid", tp("sys_enter_getpid"), body),
                 probe(
                     "profile",
-                    Event::Profile { period_ns: 1000, cpu: None },
+                    Event::Profile {
+                        period_ns: 1000,
+                        cpu: None,
+                    },
                     vec![Insn::mov64_imm(R0, 0), Insn::exit()],
                 ),
             ],
@@ -471,7 +474,10 @@ mod tests {
         prog.probes.clear();
         assert_eq!(validate(&prog), Ok(()));
         let mut prog = program(Endian::Little);
-        prog.probes[2].event = Event::Profile { period_ns: 0, cpu: None };
+        prog.probes[2].event = Event::Profile {
+            period_ns: 0,
+            cpu: None,
+        };
         assert_eq!(validate(&prog).unwrap_err().probe, Some(2));
         let mut prog = program(Endian::Little);
         prog.probes[2].func.insns = vec![Insn::ld_imm64(R0, 0, 1)[0]];

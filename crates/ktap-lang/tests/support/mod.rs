@@ -78,14 +78,24 @@ pub fn fixture_btf() -> Vec<u8> {
     let mut b = Builder::new(true);
     let u32t = b.int("unsigned int", 4);
     let u64t = b.int("long unsigned int", 8);
-    let split = b.record("", 8, false, &[("count", u32t, 0, 0), ("need_resched", u32t, 32, 0)]);
+    let split = b.record(
+        "",
+        8,
+        false,
+        &[("count", u32t, 0, 0), ("need_resched", u32t, 32, 0)],
+    );
     let count = b.record(
         "",
         8,
         true,
         &[("preempt_count", u64t, 0, 0), ("preempt", split, 0, 0)],
     );
-    let ti = b.record("thread_info", 16, false, &[("flags", u64t, 0, 0), ("", count, 64, 0)]);
+    let ti = b.record(
+        "thread_info",
+        16,
+        false,
+        &[("flags", u64t, 0, 0), ("", count, 64, 0)],
+    );
     b.record(
         "task_struct",
         4096,
