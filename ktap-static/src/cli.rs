@@ -38,6 +38,19 @@ const OPTIONS: &[Opt] = &[
         help: "trace only process PID",
     },
     Opt {
+        short: Some('C'),
+        long: None,
+        value: Some("CPU"),
+        help: "trace only events on CPU number CPU (profile-N samples that CPU alone)",
+    },
+    Opt {
+        short: Some('T'),
+        long: None,
+        value: None,
+        help: "start each line a probe prints with the event's time: seconds.microseconds since \
+               tracing started (`    1.250042: ...`; with -f json, a \"time\" member)",
+    },
+    Opt {
         short: Some('v'),
         long: None,
         value: None,
@@ -92,6 +105,8 @@ struct Cli {
     quiet: bool,
     output: Option<PathBuf>,
     pid: Option<u32>,
+    cpu: Option<u32>,
+    timestamps: bool,
     verbose: bool,
     version: bool,
     bytecode: bool,
@@ -117,22 +132,31 @@ fn parse_cli(args: &[String]) -> Result<Option<Cli>, String> {
         ),
         None => None,
     };
+    let cpu = match p.value(4) {
+        Some(v) => Some(
+            v.parse()
+                .map_err(|_| format!("`-C {v}`: a CPU is a number from 0"))?,
+        ),
+        None => None,
+    };
     Ok(Some(Cli {
         script: p.value(0).map(String::from),
         quiet: p.flag(1),
         output: p.value(2).map(PathBuf::from),
         pid,
-        verbose: p.flag(4),
-        version: p.flag(5),
-        bytecode: p.flag(6),
-        vm: p.flag(7),
-        record: p.value(8).map(PathBuf::from),
-        format: match p.value(9) {
+        cpu,
+        timestamps: p.flag(5),
+        verbose: p.flag(6),
+        version: p.flag(7),
+        bytecode: p.flag(8),
+        vm: p.flag(9),
+        record: p.value(10).map(PathBuf::from),
+        format: match p.value(11) {
             None | Some("text") => Mode::Text,
             Some("json") => Mode::Json,
             Some(f) => return Err(format!("`-f {f}`: the output formats are text and json")),
         },
-        list: p.value(10).map(list::What::parse).transpose()?,
+        list: p.value(12).map(list::What::parse).transpose()?,
         rest: p.rest,
     }))
 }
@@ -164,10 +188,10 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         (Some(s), _) => ("-e".to_string(), s.clone(), cli.rest.clone()),
         (None, Some((file, rest))) => match std::fs::read(file) {
             Ok(bytes) if Object::is_object(&bytes) => {
-                if !rest.is_empty() || cli.pid.is_some() {
+                if !rest.is_empty() || cli.pid.is_some() || cli.cpu.is_some() || cli.timestamps {
                     eprintln!(
-                        "ktap: {file} is compiled: its arguments and -p were fixed by ktapc \
-                         (give them there)"
+                        "ktap: {file} is compiled: its arguments, -p, -C and -T were fixed by \
+                         ktapc (give them there)"
                     );
                     return 2;
                 }
@@ -219,6 +243,8 @@ pub fn ktap_main(args: Vec<String>) -> i32 {
         quiet: cli.quiet,
         output: cli.output,
         pid: cli.pid,
+        cpu: cli.cpu,
+        timestamps: cli.timestamps,
         verbose: cli.verbose,
         bytecode: cli.bytecode,
         vm: cli.vm,

@@ -7,7 +7,7 @@ use ktap_bpf::Program;
 use ktap_fmt::{MapSource, Outcome, Printer};
 use ktap_vm::{Host, ENOENT};
 use std::io::Write;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Reads whole tables for `print_hist`.
 pub struct SessionMaps<'a>(pub &'a Session);
@@ -88,7 +88,6 @@ impl<'a> Output<'a> {
 pub struct VmHost<'s, 'o, 'a> {
     pub session: &'s Session,
     pub output: &'o mut Output<'a>,
-    pub start: Instant,
 }
 
 impl Host for VmHost<'_, '_, '_> {
@@ -142,7 +141,9 @@ impl Host for VmHost<'_, '_, '_> {
         0
     }
     fn ktime_ns(&mut self) -> u64 {
-        self.start.elapsed().as_nanos() as u64
+        // The probes' clock, so top-level code can relate the two (the wall clock's offset
+        // that `gettimeofday_*()` in probes adds).
+        crate::kernel::monotonic_ns()
     }
     fn wall_clock_ns(&mut self) -> u64 {
         SystemTime::now()
@@ -165,5 +166,11 @@ impl Host for VmHost<'_, '_, '_> {
         let mut c = [0u8; 16];
         c[..4].copy_from_slice(b"ktap");
         c
+    }
+    fn num_cpus(&mut self) -> u32 {
+        crate::kernel::online_cpus()
+    }
+    fn kernel_release(&mut self) -> Vec<u8> {
+        crate::kernel::release().into_bytes()
     }
 }

@@ -43,6 +43,18 @@ const OPTIONS: &[Opt] = &[
         value: Some("PID"),
         help: "trace only process PID",
     },
+    Opt {
+        short: Some('C'),
+        long: None,
+        value: Some("CPU"),
+        help: "trace only events on CPU number CPU",
+    },
+    Opt {
+        short: Some('T'),
+        long: None,
+        value: None,
+        help: "stamp each line the probes print with the event's time (as `ktap -T`)",
+    },
 ];
 
 const ABOUT: &str = "Compile a ktap script into an object that `ktap FILE` runs without compiling";
@@ -56,6 +68,8 @@ struct Cli {
     output: Option<PathBuf>,
     script: Option<String>,
     pid: Option<u32>,
+    cpu: Option<u32>,
+    timestamps: bool,
     /// The script file, then its arguments.
     rest: Vec<String>,
 }
@@ -81,12 +95,22 @@ pub fn main(args: Vec<String>) -> i32 {
             return 2;
         }
     };
+    let cpu = match p.value(5).map(str::parse) {
+        None => None,
+        Some(Ok(cpu)) => Some(cpu),
+        Some(Err(_)) => {
+            eprintln!("ktapc: `-C`: a CPU is a number from 0");
+            return 2;
+        }
+    };
     let cli = Cli {
         target: p.value(0).map(String::from),
         kernel: p.value(1).map(PathBuf::from),
         output: p.value(2).map(PathBuf::from),
         script: p.value(3).map(String::from),
         pid,
+        cpu,
+        timestamps: p.flag(6),
         rest: p.rest,
     };
     match run(cli) {
@@ -161,6 +185,8 @@ fn run(cli: Cli) -> Result<(), String> {
     all_args.extend(script_args);
     let mut opts = Options::new(target, all_args);
     opts.limits.pid = cli.pid;
+    opts.limits.cpu = cli.cpu;
+    opts.limits.timestamps = cli.timestamps;
     // Diagnostics name their own place and are printed as the compiler renders them; the
     // empty error tells `main` there is nothing left to say.
     let program = compile(&source, &recording, &opts).map_err(|d| {

@@ -23,6 +23,10 @@ pub struct RunArgs {
     pub quiet: bool,
     pub output: Option<PathBuf>,
     pub pid: Option<u32>,
+    /// `-C CPU`: trace only events on this CPU.
+    pub cpu: Option<u32>,
+    /// `-T`: stamp each line probes print with the event's time.
+    pub timestamps: bool,
     pub verbose: bool,
     pub bytecode: bool,
     /// Run the probes in the userspace VM over perf events (`--vm`).
@@ -104,8 +108,11 @@ pub fn run(mut a: RunArgs) -> i32 {
     }
     let mut output = Output::new(&prog, out);
     output.printer.set_mode(a.format);
-    let start = Instant::now();
-    let code = trace(&a, &prog, &mut session, &mut output, start);
+    // `-T` stamps count from here, when every probe is attached.
+    output
+        .printer
+        .set_time_origin(crate::kernel::monotonic_ns());
+    let code = trace(&a, &prog, &mut session, &mut output);
     let _ = output.out.flush();
     report_drops(&prog, &session);
     if session.lost() > 0 {
@@ -133,6 +140,8 @@ fn compile_script(a: &RunArgs) -> Option<Program> {
     };
     let mut opts = Options::new(Target::host(), a.script_args.clone());
     opts.limits.pid = a.pid;
+    opts.limits.cpu = a.cpu;
+    opts.limits.timestamps = a.timestamps;
     match compile(&source, &kernel, &opts) {
         Ok(p) => Some(p),
         Err(diags) => {
@@ -144,16 +153,10 @@ fn compile_script(a: &RunArgs) -> Option<Program> {
 
 /// The life of a loaded session; returns the exit code. The session's probes are detached
 /// when this returns, whatever the path.
-fn trace(
-    a: &RunArgs,
-    prog: &Program,
-    session: &mut Session,
-    output: &mut Output,
-    start: Instant,
-) -> i32 {
+fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output) -> i32 {
     let mut failed = false;
     for b in prog.user.iter().filter(|b| b.when == When::Begin) {
-        if let Err(m) = run_block(prog, &b.func, session, output, start) {
+        if let Err(m) = run_block(prog, &b.func, session, output) {
             eprintln!("ktap: {}", m);
             return 1;
         }
@@ -183,7 +186,7 @@ fn trace(
                 }
             }
         }
-        failed = !event_loop(prog, session, output, start, &mut child);
+        failed = !event_loop(prog, session, output, &mut child);
     }
     session.stop_probes();
     drain(session, output);
@@ -195,7 +198,7 @@ fn trace(
         let _ = c.wait();
     }
     for b in prog.user.iter().filter(|b| b.when == When::End) {
-        if let Err(m) = run_block(prog, &b.func, session, output, start) {
+        if let Err(m) = run_block(prog, &b.func, session, output) {
             eprintln!("ktap: {}", m);
             failed = true;
         }
@@ -226,7 +229,6 @@ fn event_loop(
     prog: &Program,
     session: &mut Session,
     output: &mut Output,
-    start: Instant,
     child: &mut Option<Child>,
 ) -> bool {
     let mut ticks: Vec<(Duration, Instant, &Function)> = prog
@@ -267,7 +269,7 @@ fn event_loop(
         for t in ticks.iter_mut() {
             if Instant::now() >= t.1 {
                 t.1 += t.0;
-                if let Err(m) = run_block(prog, t.2, session, output, start) {
+                if let Err(m) = run_block(prog, t.2, session, output) {
                     eprintln!("ktap: {}", m);
                     return false;
                 }
@@ -301,14 +303,9 @@ fn run_block(
     func: &Function,
     session: &Session,
     output: &mut Output,
-    start: Instant,
 ) -> Result<(), String> {
     let env = ktap_vm::RunEnv::new(&prog.maps, prog.target.endian);
-    let mut host = VmHost {
-        session,
-        output,
-        start,
-    };
+    let mut host = VmHost { session, output };
     let mut ctx = [0u8; 8];
     ktap_vm::run(func, &mut ctx, &env, &mut host)
         .map(|_| ())

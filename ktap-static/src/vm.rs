@@ -217,6 +217,7 @@ pub fn replay(
         })
         .collect();
     let mut output = Output::new(&prog, out);
+    output.printer.set_time_origin(rec.start_ns);
     let mut exec = Executor::new(&prog, &keys);
     let wall = |t: u64| rec.start_wall_ns.wrapping_add(t.wrapping_sub(rec.start_ns));
     let mut failed = false;

@@ -37,7 +37,7 @@ impl SourceKey {
                 category: category.clone(),
                 name: name.clone(),
             },
-            Event::Profile { period_ns } => SourceKey::Profile {
+            Event::Profile { period_ns, .. } => SourceKey::Profile {
                 period_ns: *period_ns,
             },
             Event::Kprobe { symbol, .. } => SourceKey::Unsupported(format!("kprobe {symbol}")),
@@ -219,6 +219,12 @@ impl Host for EventHost<'_, '_, '_> {
     fn comm(&mut self) -> [u8; 16] {
         self.task.comm
     }
+    fn num_cpus(&mut self) -> u32 {
+        crate::kernel::online_cpus()
+    }
+    fn kernel_release(&mut self) -> Vec<u8> {
+        crate::kernel::release().into_bytes()
+    }
     fn probe_read(&mut self, space: Space, addr: u64, buf: &mut [u8]) -> i64 {
         // Kernel memory is out of reach from userspace.
         if space != Space::Kernel && self.memory.read(self.task.pid, addr, buf) {
@@ -318,7 +324,7 @@ impl<'p> Executor<'p> {
             ctx.clear();
             match probe.event {
                 Event::Tracepoint { .. } => ctx.extend_from_slice(ev.raw),
-                Event::Profile { period_ns } => {
+                Event::Profile { period_ns, .. } => {
                     ctx = profile_ctx(self.prog.target, ev.ip, period_ns);
                 }
                 // No source delivers these: the live executor refuses them before tracing.
@@ -435,6 +441,7 @@ mod tests {
                 span: Span::new(0, 30),
             }],
             user: Vec::new(),
+            events: Vec::new(),
         };
         let keys = sources(&prog);
         let mut exec = Executor::new(&prog, &keys);

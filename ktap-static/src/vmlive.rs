@@ -216,6 +216,7 @@ fn trace(a: &RunArgs, prog: &Program, out: Box<dyn Write>) -> Result<i32, String
     }
     let mut output = Output::new(prog, out);
     output.printer.set_mode(a.format);
+    output.printer.set_time_origin(monotonic_ns());
     let mut exec = Executor::new(prog, &keys);
     let mut memory = LiveMemory {
         record: a.record.is_some(),

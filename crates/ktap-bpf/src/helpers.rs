@@ -78,6 +78,8 @@ pub const GET_SMP_PROCESSOR_ID: i32 = 8;
 pub const GET_CURRENT_PID_TGID: i32 = 14;
 pub const GET_CURRENT_UID_GID: i32 = 15;
 pub const GET_CURRENT_COMM: i32 = 16;
+/// `get_current_task()`: the current `struct task_struct *`, as a number.
+pub const GET_CURRENT_TASK: i32 = 35;
 pub const PERF_EVENT_OUTPUT: i32 = 25;
 pub const GET_STACKID: i32 = 27;
 /// `get_stackid` flag: the user stack rather than the kernel's.
@@ -106,6 +108,11 @@ pub const USER_MAP_CLEAR: i32 = USER_BASE + 1;
 pub const USER_MAP_COUNT: i32 = USER_BASE + 2;
 /// `wall_clock_ns()`: nanoseconds since the Unix epoch.
 pub const USER_WALL_CLOCK_NS: i32 = USER_BASE + 3;
+/// `num_cpus()`: the number of online CPUs.
+pub const USER_NUM_CPUS: i32 = USER_BASE + 4;
+/// `kernel_release(buf, size)`: the running kernel's release (`uname -r`), NUL-padded to
+/// `size` bytes (cut to `size - 1`); returns 0.
+pub const USER_KERNEL_RELEASE: i32 = USER_BASE + 5;
 
 /// Every helper ktap programs may call, sorted by id.
 pub static HELPERS: &[Helper] = &[
@@ -160,6 +167,7 @@ pub static HELPERS: &[Helper] = &[
         Ret::Scalar,
     ),
     kernel(GET_STACKID, "get_stackid", &[Ctx, Map, Scalar], Ret::Scalar),
+    kernel(GET_CURRENT_TASK, "get_current_task", &[], Ret::Scalar),
     kernel(
         PROBE_READ_STR,
         "probe_read_str",
@@ -199,6 +207,13 @@ pub static HELPERS: &[Helper] = &[
     user(USER_MAP_CLEAR, "ktap_map_clear", &[Map], Ret::Scalar),
     user(USER_MAP_COUNT, "ktap_map_count", &[Map], Ret::Scalar),
     user(USER_WALL_CLOCK_NS, "ktap_wall_clock_ns", &[], Ret::Scalar),
+    user(USER_NUM_CPUS, "ktap_num_cpus", &[], Ret::Scalar),
+    user(
+        USER_KERNEL_RELEASE,
+        "ktap_kernel_release",
+        &[UninitMem, Size],
+        Ret::Scalar,
+    ),
 ];
 
 /// The prototype of helper `id`, if ktap knows it.

@@ -177,6 +177,13 @@ pub trait Kernel {
     fn kprobe_blacklist(&self) -> Option<String> {
         None
     }
+    /// The kernel's BTF (`/sys/kernel/btf/vmlinux`), when this is the running kernel and it
+    /// has one: only the task built-ins (`in_iowait()`, `in_interrupt()`) need it. A program
+    /// compiled for another machine never gets it, since nothing there would check the
+    /// offsets taken from it.
+    fn btf(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Glob match with `*` (any run) and `?` (one character), as tracefs patterns use them.

@@ -6,6 +6,7 @@
 
 pub mod arch;
 pub mod asm;
+pub mod btf;
 pub mod helpers;
 pub mod insn;
 pub mod kernel;

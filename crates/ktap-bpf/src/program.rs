@@ -174,8 +174,9 @@ pub struct Function {
 pub enum Event {
     /// A tracepoint, `category:name`; the context is the raw tracepoint record.
     Tracepoint { category: String, name: String },
-    /// A software cpu-clock perf event on every CPU; the context is `bpf_perf_event_data`.
-    Profile { period_ns: u64 },
+    /// A software cpu-clock perf event on every CPU (only on CPU `cpu` when it is set, as
+    /// `ktap -C` asks); the context is `bpf_perf_event_data`.
+    Profile { period_ns: u64, cpu: Option<u32> },
     /// A kprobe (or, with `ret`, a kretprobe) on a kernel function; the context is the
     /// architecture's `struct pt_regs`.
     Kprobe {
@@ -390,6 +391,17 @@ pub enum ValueType {
     /// A user stack: the id as for `Stack`, then the 64-bit `tgid << 32 | pid` of the task,
     /// whose memory map names the frames.
     UStack,
+    /// A number marked as a kernel address (`ipof(n)`): printed as `symbol+0xoff`.
+    Addr,
+    /// The kernel's `CLOCK_MONOTONIC` time of the event in nanoseconds (`bpf_ktime_get_ns`),
+    /// which `ktap -T` adds as the first field of a probe's `print`/`printf` records; the
+    /// printer shows it before the line rather than as a value.
+    Time,
+    /// `argstr`: a 64-bit word holding `index << 32 | length`, where `index` names the
+    /// tracepoint's layout in [`Program::events`] and `length` counts the bytes of the raw
+    /// tracepoint record that follow the record's fields (at [`Format::size`]); the printer
+    /// renders those bytes as the kernel's `trace` file shows the event.
+    Argstr,
 }
 
 /// Tags of [`ValueType::Any`] values.
@@ -467,6 +479,14 @@ pub struct Format {
 /// Bytes at the start of every output record holding the format id.
 pub const RECORD_HEADER: u32 = 8;
 
+impl Format {
+    /// True when records of this format carry a raw tracepoint record after their fields
+    /// (`argstr`), so they are longer than [`Format::size`].
+    pub fn has_tail(&self) -> bool {
+        self.fields.iter().any(|f| f.ty == ValueType::Argstr)
+    }
+}
+
 /// A compiled script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -477,6 +497,8 @@ pub struct Program {
     pub formats: Vec<Format>,
     pub probes: Vec<Probe>,
     pub user: Vec<UserBlock>,
+    /// The tracepoint layouts `argstr` fields name (see [`ValueType::Argstr`]).
+    pub events: Vec<crate::kernel::TpFormat>,
 }
 
 impl Program {

@@ -51,9 +51,18 @@ pub fn write_value(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// `,"time":S.UUUUUU` for a record stamped `t` nanoseconds after tracing started (`ktap -T`).
+fn time(t: Option<i64>, out: &mut Vec<u8>) {
+    if let Some(t) = t {
+        out.extend_from_slice(format!(",\"time\":{}", crate::printer::seconds(t)).as_bytes());
+    }
+}
+
 /// `{"type":"print","values":[...]}` and a newline.
-pub(crate) fn print(values: &[Value], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"type\":\"print\",\"values\":[");
+pub(crate) fn print(values: &[Value], stamp: Option<i64>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"type\":\"print\"");
+    time(stamp, out);
+    out.extend_from_slice(b",\"values\":[");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -64,8 +73,10 @@ pub(crate) fn print(values: &[Value], out: &mut Vec<u8>) {
 }
 
 /// `{"type":"printf","text":"..."}` and a newline: the text exactly as text mode prints it.
-pub(crate) fn printf(text: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"type\":\"printf\",\"text\":");
+pub(crate) fn printf(text: &[u8], stamp: Option<i64>, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"type\":\"printf\"");
+    time(stamp, out);
+    out.extend_from_slice(b",\"text\":");
     write_str(text, out);
     out.extend_from_slice(b"}\n");
 }

@@ -61,7 +61,11 @@ impl fmt::Display for Value {
 /// first, as [`Printer::handle`] does.
 pub fn decode(bytes: &[u8], ty: ValueType, endian: Endian) -> Value {
     match ty {
-        ValueType::Int => Value::Int(word(bytes, endian) as i64),
+        // An address, a timestamp and an `argstr` word are numbers here; the printer turns
+        // them into their text.
+        ValueType::Int | ValueType::Addr | ValueType::Time | ValueType::Argstr => {
+            Value::Int(word(bytes, endian) as i64)
+        }
         ValueType::Bool => Value::Bool(word(bytes, endian) != 0),
         ValueType::Nil => Value::Nil,
         // A stack's id; the printer turns it into the symbolized frames.

@@ -6,9 +6,10 @@ use std::io::{self, Write};
 
 use ktap_bpf::{agg, Action, Endian, Format, Program, ValueType, RECORD_HEADER};
 
+use crate::argstr::Renderer;
 use crate::hist::{sorted, write_hist, write_pow2, DEFAULT_TOP};
 use crate::json;
-use crate::printf::{self, Piece, PrintfError};
+use crate::printf::{self, Conv, Piece, PrintfError};
 use crate::{decode, word, Symbolizer, Value};
 
 /// What the caller does after a record.
@@ -125,6 +126,13 @@ pub struct Printer<S> {
     /// record of another program with the same index is parsed afresh, not misprinted.
     parsed: Vec<Option<(String, Vec<Piece>)>>,
     mode: Mode,
+    /// `argstr` renderers by event index, with the event's `category:name` they were made for.
+    renderers: Vec<Option<(String, Renderer)>>,
+    /// `ktap -T`: the monotonic time tracing started at, which stamps are relative to.
+    origin_ns: u64,
+    /// The text written so far ends a line (or nothing was written), so the next stamped text
+    /// starts with its stamp.
+    at_line_start: bool,
 }
 
 impl<S: Symbolizer> Printer<S> {
@@ -134,12 +142,21 @@ impl<S: Symbolizer> Printer<S> {
             sym,
             parsed: Vec::new(),
             mode: Mode::Text,
+            renderers: Vec::new(),
+            origin_ns: 0,
+            at_line_start: true,
         }
     }
 
     /// Writes the records that follow in `mode`.
     pub fn set_mode(&mut self, mode: Mode) {
         self.mode = mode;
+    }
+
+    /// Timestamps (`ktap -T`) are shown relative to `ns`, the `CLOCK_MONOTONIC` time tracing
+    /// started at.
+    pub fn set_time_origin(&mut self, ns: u64) {
+        self.origin_ns = ns;
     }
 
     /// Prints one record of `prog` to `out`. The text of a record is written with one call, so
@@ -162,20 +179,39 @@ impl<S: Symbolizer> Printer<S> {
             .get(index)
             .ok_or_else(|| unknown_format(id, prog))?;
         let mut args = fields(record, format, id, endian)?;
+        let mut kinds: Vec<ValueType> = format.fields.iter().map(|f| f.ty).collect();
         for (v, f) in args.iter_mut().zip(&format.fields) {
-            if matches!(f.ty, ValueType::Stack | ValueType::UStack) {
-                let bytes = record.get(f.offset as usize..).unwrap_or_default();
-                *v = stack_text(prog, maps, &self.sym, bytes, f.ty);
+            match f.ty {
+                ValueType::Stack | ValueType::UStack => {
+                    let bytes = record.get(f.offset as usize..).unwrap_or_default();
+                    *v = stack_text(prog, maps, &self.sym, bytes, f.ty);
+                }
+                ValueType::Argstr => {
+                    if let Value::Int(w) = *v {
+                        *v = Value::Str(self.argstr(prog, record, format, w as u64).into_bytes());
+                    }
+                }
+                _ => {}
             }
+        }
+        // `ktap -T`: the event's time is no value of the line but its stamp.
+        let mut stamp = None;
+        if let Some(i) = kinds.iter().position(|t| *t == ValueType::Time) {
+            if let Value::Int(t) = args.remove(i) {
+                stamp = Some((t as u64).wrapping_sub(self.origin_ns) as i64);
+            }
+            kinds.remove(i);
         }
         let mut text = Vec::new();
         let json = self.mode == Mode::Json;
         let outcome = match &format.action {
             Action::Print if json => {
-                json::print(&args, &mut text);
+                symbolize_all(&mut args, &kinds, &self.sym);
+                json::print(&args, stamp, &mut text);
                 Outcome::Continue
             }
             Action::Print => {
+                symbolize_all(&mut args, &kinds, &self.sym);
                 for (i, v) in args.iter().enumerate() {
                     if i > 0 {
                         text.push(b'\t');
@@ -188,10 +224,21 @@ impl<S: Symbolizer> Printer<S> {
             Action::Printf(fmt) => {
                 let pieces = parsed(&mut self.parsed, index, fmt)
                     .map_err(|error| FmtError::Printf { format: id, error })?;
+                // An address shows as its symbol where text is asked for (`%s`, `%p`), and
+                // stays a number for the number conversions.
+                let convs = pieces.iter().filter_map(|p| match p {
+                    Piece::Conversion(spec) => Some(spec.conv),
+                    Piece::Literal(_) => None,
+                });
+                for ((v, kind), conv) in args.iter_mut().zip(&kinds).zip(convs) {
+                    if *kind == ValueType::Addr && matches!(conv, Conv::Str) {
+                        symbolize(v, &self.sym);
+                    }
+                }
                 if json {
                     let mut line = Vec::new();
                     printf::format_into(pieces, &args, &self.sym, &mut line);
-                    json::printf(&line, &mut text);
+                    json::printf(&line, stamp, &mut text);
                 } else {
                     printf::format_into(pieces, &args, &self.sym, &mut text);
                 }
@@ -212,6 +259,11 @@ impl<S: Symbolizer> Printer<S> {
                         let key = match def.key {
                             ValueType::Stack | ValueType::UStack => {
                                 stack_text(prog, maps, &self.sym, k, def.key)
+                            }
+                            ValueType::Addr => {
+                                let mut v = decode(k, ValueType::Addr, endian);
+                                symbolize(&mut v, &self.sym);
+                                v
                             }
                             kt => decode(k, kt, endian),
                         };
@@ -286,10 +338,88 @@ impl<S: Symbolizer> Printer<S> {
                 Outcome::Exit(code)
             }
         };
+        if let (Some(t), false) = (stamp, json) {
+            text = stamped(&text, t, self.at_line_start);
+        }
         if !text.is_empty() {
+            self.at_line_start = text.ends_with(b"\n");
             out.write_all(&text)?;
         }
         Ok(outcome)
+    }
+
+    /// The text of an `argstr` field holding `word` (`index << 32 | length`): the raw
+    /// tracepoint record after the record's fields, rendered as the kernel's `trace` file
+    /// shows the event.
+    fn argstr(&mut self, prog: &Program, record: &[u8], format: &Format, word: u64) -> String {
+        let (index, len) = ((word >> 32) as usize, (word & 0xffff_ffff) as usize);
+        let Some(event) = prog.events.get(index) else {
+            return format!("[argstr: the program has no event {index}]");
+        };
+        let start = (format.size as usize).min(record.len());
+        let raw = record
+            .get(start..start.saturating_add(len).min(record.len()))
+            .unwrap_or_default();
+        if self.renderers.len() <= index {
+            self.renderers.resize(index + 1, None);
+        }
+        let name = format!("{}:{}", event.category, event.name);
+        let slot = &mut self.renderers[index];
+        if !matches!(slot, Some((n, _)) if *n == name) {
+            *slot = Some((name, Renderer::new(event)));
+        }
+        slot.as_ref()
+            .map_or_else(String::new, |(_, r)| r.render(raw, prog.target.endian))
+    }
+}
+
+/// `t` nanoseconds as `ktap -T` shows them before a line: seconds and microseconds, as the
+/// kernel's `trace` file shows its timestamps (an event before the origin, while probes
+/// were still being attached, is negative).
+pub fn stamp_text(t: i64) -> String {
+    format!("{:>12}: ", seconds(t))
+}
+
+/// `t` nanoseconds as seconds with six decimals.
+pub(crate) fn seconds(t: i64) -> String {
+    let sign = if t < 0 { "-" } else { "" };
+    let t = t.unsigned_abs();
+    format!(
+        "{sign}{}.{:06}",
+        t / 1_000_000_000,
+        t % 1_000_000_000 / 1000
+    )
+}
+
+/// `text` with the stamp of time `t` at the start of each of its lines (the first only when
+/// it starts a line: `at_line_start`).
+fn stamped(text: &[u8], t: i64, at_line_start: bool) -> Vec<u8> {
+    let stamp = stamp_text(t);
+    let mut out = Vec::with_capacity(text.len() + stamp.len());
+    let mut start = at_line_start;
+    for &b in text {
+        if start {
+            out.extend_from_slice(stamp.as_bytes());
+        }
+        out.push(b);
+        start = b == b'\n';
+    }
+    out
+}
+
+/// An address value (`ipof`) as its symbol's text.
+fn symbolize(v: &mut Value, sym: &dyn Symbolizer) {
+    if let Value::Int(n) = *v {
+        *v = Value::Str(printf::pointer(n as u64, sym).into_bytes());
+    }
+}
+
+/// Every address among `args` (of types `kinds`) as its symbol's text.
+fn symbolize_all(args: &mut [Value], kinds: &[ValueType], sym: &dyn Symbolizer) {
+    for (v, k) in args.iter_mut().zip(kinds) {
+        if *k == ValueType::Addr {
+            symbolize(v, sym);
+        }
     }
 }
 

@@ -274,7 +274,7 @@ fn convert(spec: &Spec, arg: &Value, sym: &dyn Symbolizer, out: &mut Vec<u8>) {
 }
 
 /// `symbol+0xoff` when the address is inside a known symbol, else the address in hexadecimal.
-fn pointer(addr: u64, sym: &dyn Symbolizer) -> String {
+pub(crate) fn pointer(addr: u64, sym: &dyn Symbolizer) -> String {
     match sym.symbol(addr) {
         Some((name, off)) => format!("{name}+{off:#x}"),
         None => format!("{addr:#x}"),

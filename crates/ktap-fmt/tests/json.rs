@@ -79,6 +79,7 @@ fn program(endian: Endian, formats: Vec<Format>) -> Program {
         formats,
         probes: Vec::new(),
         user: Vec::new(),
+        events: Vec::new(),
     }
 }
 

@@ -82,6 +82,7 @@ fn program(endian: Endian, formats: Vec<Format>) -> Program {
         formats,
         probes: Vec::new(),
         user: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -491,5 +492,172 @@ fn arbitrary_records_never_panic() {
             // Any result is fine; reaching the next record is the test.
             let _ = printer.handle(&rec, &prog, &mut maps, &mut out);
         }
+    }
+}
+
+#[test]
+fn addresses_print_as_symbols_where_text_is_asked_for() {
+    for e in BOTH {
+        let prog = program(
+            e,
+            vec![
+                format(Action::Print, &[ValueType::Addr, ValueType::Addr]),
+                format(
+                    Action::Printf("%s %p %x %d|%-20s|\n".into()),
+                    &[ValueType::Addr; 5],
+                ),
+            ],
+        );
+        let rec = record(e, 0, &[&u64_bytes(0x1010, e), &u64_bytes(0x30, e)]);
+        let (r, text) = run(&prog, &rec, &mut Maps::default());
+        assert!(matches!(r, Ok(Outcome::Continue)));
+        assert_eq!(text, "do_sys_openat2+0x10\t0x30\n");
+        let a = u64_bytes(0x1001, e);
+        let rec = record(e, 1, &[&a, &a, &a, &a, &a]);
+        let (_, text) = run(&prog, &rec, &mut Maps::default());
+        assert_eq!(
+            text,
+            "do_sys_openat2+0x1 do_sys_openat2+0x1 1001 4097|do_sys_openat2+0x1  |\n"
+        );
+    }
+}
+
+#[test]
+fn address_keys_of_a_chart_are_symbols() {
+    let e = Endian::Little;
+    let mut prog = program(e, vec![format(Action::PrintHist { map: 2 }, &[])]);
+    prog.maps
+        .push(table("calls", ValueType::Addr, ValueType::Int));
+    let mut maps = Maps::default();
+    maps.0.insert(
+        2,
+        vec![(u64_bytes(0x1004, e).to_vec(), u64_bytes(3, e).to_vec())],
+    );
+    let (_, text) = run(&prog, &record(e, 0, &[]), &mut maps);
+    assert!(text.contains("do_sys_openat2+0x4 |@"), "{text}");
+}
+
+#[test]
+fn stamped_records_start_every_line_with_the_time() {
+    let e = Endian::Little;
+    let prog = program(
+        e,
+        vec![
+            format(Action::Printf("a ".into()), &[ValueType::Time]),
+            format(
+                Action::Printf("b %d\nc\n".into()),
+                &[ValueType::Time, ValueType::Int],
+            ),
+            format(Action::Print, &[ValueType::Time, ValueType::Int]),
+            format(Action::Print, &[ValueType::Int]),
+        ],
+    );
+    let mut p = Printer::new(NoSymbols);
+    p.set_time_origin(1_000_000_000);
+    let mut out = Vec::new();
+    let t = 3_500_000_000u64 + 1_234_567;
+    for rec in [
+        record(e, 0, &[&u64_bytes(t, e)]),
+        record(e, 1, &[&u64_bytes(t, e), &u64_bytes(7, e)]),
+        record(e, 2, &[&u64_bytes(t + 1000, e), &u64_bytes(8, e)]),
+        record(e, 3, &[&u64_bytes(9, e)]),
+        // Before the origin (while probes are attached): negative.
+        record(e, 2, &[&u64_bytes(5, e), &u64_bytes(10, e)]),
+    ] {
+        p.handle(&rec, &prog, &mut Maps::default(), &mut out)
+            .unwrap();
+    }
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "    2.501234: a b 7\n    2.501234: c\n    2.501235: 8\n9\n   -0.999999: 10\n"
+    );
+}
+
+#[test]
+fn stamped_json_records_have_a_time_member() {
+    let e = Endian::Big;
+    let prog = program(
+        e,
+        vec![
+            format(Action::Print, &[ValueType::Time, ValueType::Int]),
+            format(Action::Printf("x\n".into()), &[ValueType::Time]),
+        ],
+    );
+    let mut p = Printer::new(NoSymbols);
+    p.set_mode(ktap_fmt::Mode::Json);
+    p.set_time_origin(0);
+    let mut out = Vec::new();
+    let t = u64_bytes(12_000_345_678, e);
+    p.handle(
+        &record(e, 0, &[&t, &u64_bytes(4, e)]),
+        &prog,
+        &mut Maps::default(),
+        &mut out,
+    )
+    .unwrap();
+    p.handle(&record(e, 1, &[&t]), &prog, &mut Maps::default(), &mut out)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "{\"type\":\"print\",\"time\":12.000345,\"values\":[4]}\n{\"type\":\"printf\",\"time\":12.000345,\"text\":\"x\\n\"}\n"
+    );
+}
+
+/// `sched:sched_process_exec` as this project's fixtures captured it.
+const EXEC_FORMAT: &str = "name: sched_process_exec
+ID: 313
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;
+\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;
+\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;
+
+\tfield:__data_loc char[] filename;\toffset:8;\tsize:4;\tsigned:0;
+\tfield:pid_t pid;\toffset:12;\tsize:4;\tsigned:1;
+\tfield:pid_t old_pid;\toffset:16;\tsize:4;\tsigned:1;
+
+print fmt: \"filename=%s pid=%d old_pid=%d\", __get_str(filename), REC->pid, REC->old_pid
+";
+
+#[test]
+fn argstr_renders_the_raw_record_after_the_fields() {
+    for e in BOTH {
+        let ev = ktap_bpf::kernel::parse_tp_format("sched", EXEC_FORMAT).unwrap();
+        let mut prog = program(
+            e,
+            vec![format(
+                Action::Printf("[%s] %d\n".into()),
+                &[ValueType::Argstr, ValueType::Int],
+            )],
+        );
+        prog.events = vec![ev.clone(), ev];
+        let u32b = |n: u32| match e {
+            Endian::Little => n.to_le_bytes(),
+            Endian::Big => n.to_be_bytes(),
+        };
+        // The raw record: 8 zeroed bytes (where a BPF context has its pt_regs pointer), the
+        // filename's __data_loc (length 8 << 16 | offset 20), pid, old_pid, the string.
+        let mut raw = vec![0u8; 8];
+        raw.extend_from_slice(&u32b(8 << 16 | 20));
+        raw.extend_from_slice(&u32b(42));
+        raw.extend_from_slice(&u32b(42));
+        raw.extend_from_slice(b"/bin/ls\0");
+        let word = 1u64 << 32 | raw.len() as u64;
+        let mut rec = record(e, 0, &[&u64_bytes(word, e), &u64_bytes(5, e)]);
+        rec.extend_from_slice(&raw);
+        // Padding the perf buffer adds after a record is not part of it.
+        rec.extend_from_slice(&[0xff; 4]);
+        let (r, text) = run(&prog, &rec, &mut Maps::default());
+        assert!(matches!(r, Ok(Outcome::Continue)), "{r:?}");
+        assert_eq!(
+            text,
+            "[sched_process_exec: filename=/bin/ls pid=42 old_pid=42] 5\n"
+        );
+        // A record cut short renders what it has; an unknown event index says so.
+        let (_, text) = run(&prog, &rec[..rec.len() - 10], &mut Maps::default());
+        assert!(text.starts_with("[sched_process_exec: "), "{text}");
+        let bad = record(e, 0, &[&u64_bytes(7 << 32, e), &u64_bytes(5, e)]);
+        let (_, text) = run(&prog, &bad, &mut Maps::default());
+        assert_eq!(text, "[[argstr: the program has no event 7]] 5\n");
     }
 }

@@ -39,6 +39,9 @@ impl Options {
                 table_cap: 2048,
                 script_args,
                 pid: None,
+                cpu: None,
+                timestamps: false,
+                endian: target.endian,
             },
         }
     }
@@ -111,7 +114,10 @@ pub fn compile(
             }),
             BlockKind::Profile { period_ns } => probes.push(Probe {
                 name: "profile".into(),
-                event: Event::Profile { period_ns },
+                event: Event::Profile {
+                    period_ns,
+                    cpu: opts.limits.cpu,
+                },
                 func,
                 span: block.span,
             }),
@@ -139,6 +145,7 @@ pub fn compile(
         formats: lowered.formats,
         probes,
         user,
+        events: lowered.events,
     })
 }
 

@@ -10,7 +10,9 @@
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
-use crate::types::{const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, Ty, Typed};
+use crate::types::{
+    const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, TaskRead, Ty, Typed,
+};
 use ktap_bpf::arch::{self, ArgLoc, CallKind, RegSlot};
 use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
@@ -33,12 +35,17 @@ const SCRATCH_STR: u32 = 128;
 const SCRATCH_SIZE: u32 = SCRATCH_STR + 24;
 /// Distinct stacks the stack map holds; more are not recorded (printed as such).
 const STACK_ENTRIES: u32 = 4096;
+/// Bytes of a raw tracepoint record an `argstr` record carries at most; a longer record
+/// (long `__data_loc` strings) is cut, and renders as far as it goes.
+const ARGSTR_RAW: u32 = 1024;
 
 /// What lowering produces for the whole script.
 pub struct Lowered {
     pub maps: Vec<MapDef>,
     pub formats: Vec<Format>,
     pub blocks: Vec<LoweredBlock>,
+    /// The tracepoint layouts `argstr` records name by index.
+    pub events: Vec<TpFormat>,
 }
 
 /// One function and where it runs.
@@ -78,6 +85,8 @@ fn vtype(t: Ty) -> ValueType {
         Ty::Stack => ValueType::Stack,
         Ty::UStack => ValueType::UStack,
         Ty::Bool => ValueType::Bool,
+        Ty::Addr => ValueType::Addr,
+        Ty::Argstr => ValueType::Argstr,
         Ty::Nil | Ty::Unknown => ValueType::Nil,
         _ => ValueType::Int,
     }
@@ -191,9 +200,14 @@ pub fn lower(
             }
         }
     }
-    if !begin.is_empty() {
+    // Values probes take from userspace (the wall clock's offset, the CPU count, the kernel's
+    // release) are recorded by the top-level code, which then exists even if the script has
+    // none.
+    if !begin.is_empty() || g.runtime.any() {
         let span = begin_span.unwrap_or_default();
-        match FnLower::new(&mut g, Mode::User, None).run(&begin, span) {
+        let mut f = FnLower::new(&mut g, Mode::User, None);
+        f.init_runtime = true;
+        match f.run(&begin, span) {
             Ok(ir) => blocks.insert(
                 0,
                 LoweredBlock {
@@ -213,7 +227,26 @@ pub fn lower(
         maps: g.maps,
         formats: g.formats,
         blocks,
+        events: g.events,
     })
+}
+
+/// Where, in the globals' array entry, the values probes take from userspace live: byte
+/// offsets after the script's own globals.
+#[derive(Clone, Copy, Debug, Default)]
+struct Runtime {
+    /// Nanoseconds to add to `ktime_get_ns()` for the wall clock (`gettimeofday_*`).
+    clock: Option<u32>,
+    /// The number of online CPUs (`num_cpus()`).
+    cpus: Option<u32>,
+    /// The kernel's release (`kernel_v()`): offset and buffer size.
+    release: Option<(u32, u32)>,
+}
+
+impl Runtime {
+    fn any(&self) -> bool {
+        self.clock.is_some() || self.cpus.is_some() || self.release.is_some()
+    }
 }
 
 /// State shared by every block: maps and formats.
@@ -236,6 +269,12 @@ struct Shared<'a> {
     str_cap: u32,
     script_args: Vec<String>,
     pid: Option<u32>,
+    cpu: Option<u32>,
+    timestamps: bool,
+    runtime: Runtime,
+    /// The tracepoint layouts `argstr` records name, and the map their records are built in.
+    events: Vec<TpFormat>,
+    argstr_map: Option<u32>,
     /// Formats by their content, so a print inlined twice or in many probes shares one id.
     format_ids: HashMap<(String, Vec<Field>, u32), u32>,
 }
@@ -322,6 +361,26 @@ impl<'a> Shared<'a> {
                 t => vtype(t).size(),
             };
         }
+        let mut runtime = Runtime::default();
+        let clock = [
+            "gettimeofday_ns",
+            "gettimeofday_us",
+            "gettimeofday_ms",
+            "gettimeofday_s",
+        ];
+        if clock.iter().any(|c| typed.runtime.contains(c)) {
+            runtime.clock = Some(size);
+            size += 8;
+        }
+        if typed.runtime.contains("num_cpus") {
+            runtime.cpus = Some(size);
+            size += 8;
+        }
+        if typed.runtime.contains("kernel_v") {
+            let cap = round8(crate::types::RELEASE_CAP.min(limits.str_cap));
+            runtime.release = Some((size, cap));
+            size += cap;
+        }
         let drops = if typed.tables.is_empty() {
             None
         } else {
@@ -369,6 +428,11 @@ impl<'a> Shared<'a> {
             str_cap: limits.str_cap,
             script_args: limits.script_args.clone(),
             pid: limits.pid,
+            cpu: limits.cpu,
+            timestamps: limits.timestamps,
+            runtime,
+            events: Vec::new(),
+            argstr_map: None,
             format_ids: HashMap::new(),
         }
     }
@@ -407,6 +471,8 @@ enum Val {
         off: i16,
         size: u32,
     },
+    /// `argstr`: nothing in the probe; its output record carries the raw event.
+    Argstr,
 }
 
 /// A buffer-held value of map/record type `vt` at `r10 + off`.
@@ -441,6 +507,8 @@ struct FnLower<'s, 'a> {
     filter: Option<&'s FilterExpr>,
     /// The kprobe or uprobe this function serves, if it is one.
     site: Option<&'s ProbeSite>,
+    /// The top-level code, which records the values probes take from userspace first.
+    init_runtime: bool,
     ctx: VReg,
     /// The globals' address, looked up once at entry when the block needs it.
     gp: Option<VReg>,
@@ -464,6 +532,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             event,
             filter: None,
             site: None,
+            init_runtime: false,
             ctx: 0,
             gp: None,
             sp: 0,
@@ -525,13 +594,31 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
         }
+        if let (Mode::Kernel, Some(cpu)) = (self.mode, self.g.cpu) {
+            let r = self.f.new_reg();
+            self.push(Inst::Call {
+                helper: h::GET_SMP_PROCESSOR_ID,
+                args: vec![],
+                dst: Some(r),
+            });
+            let ours = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JEQ,
+                a: r,
+                b: Opnd::Imm(cpu as i32),
+                target: ours,
+            });
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(ours));
+        }
         if let Some(filter) = self.filter {
             let pass = self.f.new_label();
             self.filter_cond(filter, true, pass)?;
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(pass));
         }
-        if self.g.globals.is_some() && stmts.iter().any(|s| self.uses_globals_stmt(s)) {
+        let init = self.init_runtime && self.g.runtime.any();
+        if self.g.globals.is_some() && (init || stmts.iter().any(|s| self.uses_globals_stmt(s))) {
             let gmap = self.g.globals.unwrap_or_default();
             let key = self.zero_word()?;
             let gp = self.lookup(gmap, key);
@@ -545,6 +632,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ok));
             self.gp = Some(gp);
+        }
+        if init {
+            self.record_runtime();
         }
         for s in stmts {
             self.stmt(s)?;
@@ -643,6 +733,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
         match self.g.typed.bindings.get(&e.id) {
             Some(Binding::Global(g))
                 if !matches!(self.g.typed.globals[*g as usize].slot.ty, Ty::Table(_)) =>
+            {
+                *found = true;
+                return;
+            }
+            // A probe's clock, CPU count and kernel release come from the globals' entry.
+            Some(Binding::Builtin(name))
+                if self.mode == Mode::Kernel && self.g.typed.runtime.contains(name) =>
             {
                 *found = true;
                 return;
@@ -2893,7 +2990,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.const_str(off, size, name.as_bytes());
                 Ok(Val::Str { off, size })
             }
-            BuiltinVar::Argstr => Err(self.err(e.span, "`argstr` is not supported yet")),
+            BuiltinVar::Argstr => Ok(Val::Argstr),
             BuiltinVar::Arg(i) => {
                 if let Some(site) = self.site {
                     let ty = self.ty(e);
@@ -3306,9 +3403,14 @@ impl<'s, 'a> FnLower<'s, 'a> {
             vals.push(self.expr(p)?);
         }
         self.span = e.span;
+        self.concat_vals(vals, size, e.span)
+    }
+
+    /// The string of `vals` joined (numbers in decimal), in a buffer of `size` bytes.
+    fn concat_vals(&mut self, vals: Vec<Val>, size: u32, span: Span) -> R<Val> {
         let scratch = self.scratch_map();
         let key = self.zero_word()?;
-        let out = self.alloc(size, e.span)?;
+        let out = self.alloc(size, span)?;
         self.zero_buf(out, size);
         let p = self.lookup(scratch, key);
         let done = self.f.new_label();
@@ -3380,9 +3482,17 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 _ => continue,
             };
             // Room left: pos < size - 1, so every read gets at least one byte and its NUL.
+            // The test and both uses read one short-lived copy: `pos` lives across calls and
+            // may be spilled, and a verifier need not carry a test of one fill over to the
+            // next fill of the same slot.
+            let at = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: at,
+                src: Opnd::V(pos),
+            });
             self.push(Inst::Jmp {
                 op: BPF_JGE,
-                a: pos,
+                a: at,
                 b: Opnd::Imm(size as i32 - 1),
                 target: finish,
             });
@@ -3394,7 +3504,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Alu {
                 op: BPF_ADD,
                 dst,
-                src: Opnd::V(pos),
+                src: Opnd::V(at),
                 w32: false,
             });
             let room = self.f.new_reg();
@@ -3405,7 +3515,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Alu {
                 op: BPF_SUB,
                 dst: room,
-                src: Opnd::V(pos),
+                src: Opnd::V(at),
                 w32: false,
             });
             let n = self.f.new_reg();
@@ -3760,6 +3870,26 @@ impl<'s, 'a> FnLower<'s, 'a> {
         self.mode == Mode::Kernel && self.g.target.arch == ktap_bpf::Arch::Arm
     }
 
+    /// `dst = dst / 10^digits`, unsigned: one division, or `digits` divisions by 10 where the
+    /// target has no 64-bit divide.
+    fn udiv_pow10(&mut self, dst: VReg, digits: u32) {
+        if digits == 0 {
+            return;
+        }
+        if !self.no_div64() {
+            self.push(Inst::Alu {
+                op: BPF_DIV,
+                dst,
+                src: Opnd::Imm(10i32.pow(digits)),
+                w32: false,
+            });
+            return;
+        }
+        for _ in 0..digits {
+            self.udiv10(dst);
+        }
+    }
+
     /// `dst = dst / 10`, unsigned. Without a 64-bit divide it is the shift-and-add quotient of
     /// Hacker's Delight (10-11), corrected by one where the estimate is short.
     fn udiv10(&mut self, dst: VReg) {
@@ -3810,6 +3940,87 @@ impl<'s, 'a> FnLower<'s, 'a> {
         mov(self, dst, Opnd::V(q));
     }
 
+    /// The top-level code's first act: the values probes take from userspace, stored after
+    /// the script's globals (the wall clock's offset from `ktime_get_ns()`, the online CPUs,
+    /// the kernel's release).
+    fn record_runtime(&mut self) {
+        let Some(gp) = self.gp else { return };
+        let rt = self.g.runtime;
+        if let Some(off) = rt.clock {
+            let (wall, mono) = (self.f.new_reg(), self.f.new_reg());
+            self.push(Inst::Call {
+                helper: h::USER_WALL_CLOCK_NS,
+                args: vec![],
+                dst: Some(wall),
+            });
+            self.push(Inst::Call {
+                helper: h::KTIME_GET_NS,
+                args: vec![],
+                dst: Some(mono),
+            });
+            self.push(Inst::Alu {
+                op: BPF_SUB,
+                dst: wall,
+                src: Opnd::V(mono),
+                w32: false,
+            });
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(gp),
+                off: off as i16,
+                src: Opnd::V(wall),
+            });
+        }
+        if let Some(off) = rt.cpus {
+            let n = self.f.new_reg();
+            self.push(Inst::Call {
+                helper: h::USER_NUM_CPUS,
+                args: vec![],
+                dst: Some(n),
+            });
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(gp),
+                off: off as i16,
+                src: Opnd::V(n),
+            });
+        }
+        if let Some((off, size)) = rt.release {
+            let p = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: p,
+                src: Opnd::V(gp),
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: p,
+                src: Opnd::Imm(off as i32),
+                w32: false,
+            });
+            self.push(Inst::Call {
+                helper: h::USER_KERNEL_RELEASE,
+                args: vec![Arg::V(p), Arg::Imm(i64::from(size))],
+                dst: None,
+            });
+        }
+    }
+
+    /// A number userspace recorded at start (see [`FnLower::record_runtime`]) at `off` in the
+    /// globals' entry.
+    fn runtime_word(&mut self, off: Option<u32>, span: Span) -> R<VReg> {
+        let (Some(off), Some(gp)) = (off, self.gp) else {
+            return Err(self.err(span, "internal: the runtime values are not mapped here"));
+        };
+        let r = self.f.new_reg();
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: r,
+            base: Base::V(gp),
+            off: off as i16,
+        });
+        Ok(r)
+    }
+
     fn call(&mut self, e: &Expr, callee: &Expr, args: &[Expr]) -> R<Val> {
         match self.g.typed.bindings.get(&callee.id).copied() {
             Some(Binding::Func(fid)) => self.inline(e, fid, args),
@@ -3852,17 +4063,42 @@ impl<'s, 'a> FnLower<'s, 'a> {
 
     /// Emits an output record: the format id then each value, and hands it to userspace.
     fn output(&mut self, action: Action, vals: &[(Val, Ty)], span: Span) -> R<()> {
+        let vals: Vec<(Val, ValueType)> = vals.iter().map(|(v, t)| (*v, vtype(*t))).collect();
+        self.output_vt(action, &vals, span)
+    }
+
+    /// `print`/`printf`: an output record, stamped with the event's time in probes under
+    /// `ktap -T`.
+    fn output_line(&mut self, action: Action, vals: &[(Val, Ty)], span: Span) -> R<()> {
+        let mut all = Vec::new();
+        if self.mode == Mode::Kernel && self.g.timestamps {
+            let t = self.f.new_reg();
+            self.push(Inst::Call {
+                helper: h::KTIME_GET_NS,
+                args: vec![],
+                dst: Some(t),
+            });
+            all.push((Val::Num(Opnd::V(t)), ValueType::Time));
+        }
+        all.extend(vals.iter().map(|(v, t)| (*v, vtype(*t))));
+        self.output_vt(action, &all, span)
+    }
+
+    /// [`FnLower::output`] of values already laid out as record fields.
+    fn output_vt(&mut self, action: Action, vals: &[(Val, ValueType)], span: Span) -> R<()> {
         let mut fields = Vec::new();
         let mut size = RECORD_HEADER;
-        for (_, ty) in vals {
-            let vt = vtype(*ty);
+        for (_, vt) in vals {
             fields.push(Field {
                 offset: size,
-                ty: vt,
+                ty: *vt,
             });
             size += vt.size();
         }
         let id = self.g.format(action, fields.clone(), size, span);
+        if fields.iter().any(|f| f.ty == ValueType::Argstr) {
+            return self.output_argstr(id, vals, &fields, size, span);
+        }
         let rec = self.alloc(size, span)?;
         self.push(Inst::Store {
             size: BPF_DW,
@@ -3874,6 +4110,220 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.store_val(Base::Fp, rec + f.offset as i16, f.ty, *v);
         }
         self.emit_output(rec, size);
+        Ok(())
+    }
+
+    /// An output record that carries the raw tracepoint record after its fields (`argstr`):
+    /// built in a per-CPU map value, since it can be longer than the stack. The first 8 bytes
+    /// of a BPF tracepoint context hold the kernel's `pt_regs` pointer, not the common
+    /// fields: they are sent as zeros.
+    fn output_argstr(
+        &mut self,
+        id: u32,
+        vals: &[(Val, ValueType)],
+        fields: &[Field],
+        size: u32,
+        span: Span,
+    ) -> R<()> {
+        let Some(event) = self.event else {
+            return Err(self.err(span, "`argstr` is the text of a tracepoint event"));
+        };
+        let index = self.g.event_index(event);
+        let map = self.g.argstr_map(size + ARGSTR_RAW);
+        let key = self.zero_word()?;
+        let p = self.lookup(map, key);
+        let done = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        // The bytes to copy after the first 8: the fixed part, or up to the end of the
+        // furthest `__data_loc` string, at most ARGSTR_RAW in all.
+        let fixed = event.size().clamp(8, ARGSTR_RAW);
+        let n = self.f.new_reg();
+        self.push(Inst::Mov {
+            dst: n,
+            src: Opnd::Imm(fixed as i32),
+        });
+        let dynamic: Vec<_> = event
+            .fields
+            .iter()
+            .filter(|f| f.size == 4 && (f.is_data_loc() || f.c_type.contains("__rel_loc")))
+            .cloned()
+            .collect();
+        if !dynamic.is_empty() {
+            let (w, end) = (self.f.new_reg(), self.f.new_reg());
+            for f in &dynamic {
+                self.push(Inst::Load {
+                    size: BPF_W,
+                    dst: w,
+                    base: Base::V(self.ctx),
+                    off: f.offset as i16,
+                });
+                // `__data_loc`: the length in the high 16 bits, the offset in the low ones
+                // (from the record's start; from the field's end for `__rel_loc`).
+                self.push(Inst::Mov {
+                    dst: end,
+                    src: Opnd::V(w),
+                });
+                self.push(Inst::Alu {
+                    op: BPF_RSH,
+                    dst: end,
+                    src: Opnd::Imm(16),
+                    w32: false,
+                });
+                self.push(Inst::Alu {
+                    op: BPF_AND,
+                    dst: w,
+                    src: Opnd::Imm(0xffff),
+                    w32: false,
+                });
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: end,
+                    src: Opnd::V(w),
+                    w32: false,
+                });
+                if !f.is_data_loc() {
+                    self.push(Inst::Alu {
+                        op: BPF_ADD,
+                        dst: end,
+                        src: Opnd::Imm(f.offset as i32 + 4),
+                        w32: false,
+                    });
+                }
+                let shorter = self.f.new_label();
+                self.push(Inst::Jmp {
+                    op: BPF_JLE,
+                    a: end,
+                    b: Opnd::V(n),
+                    target: shorter,
+                });
+                self.push(Inst::Mov {
+                    dst: n,
+                    src: Opnd::V(end),
+                });
+                self.push(Inst::Label(shorter));
+            }
+        }
+        self.push(Inst::Alu {
+            op: BPF_SUB,
+            dst: n,
+            src: Opnd::Imm(8),
+            w32: false,
+        });
+        if !dynamic.is_empty() {
+            // Unsigned, so a length below 8 (no record has one) could not pass either.
+            let fits = self.f.new_label();
+            self.push(Inst::Jmp {
+                op: BPF_JLE,
+                a: n,
+                b: Opnd::Imm(ARGSTR_RAW as i32 - 8),
+                target: fits,
+            });
+            self.push(Inst::Mov {
+                dst: n,
+                src: Opnd::Imm(ARGSTR_RAW as i32 - 8),
+            });
+            self.push(Inst::Label(fits));
+        }
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: 0,
+            src: Opnd::Imm(id as i32),
+        });
+        for ((v, vt), f) in vals.iter().zip(fields) {
+            if *vt != ValueType::Argstr {
+                self.store_val(Base::V(p), f.offset as i16, *vt, *v);
+                continue;
+            }
+            // index << 32 | the raw record's length (n + 8).
+            let word = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: word,
+                src: Opnd::V(n),
+            });
+            self.push(Inst::Alu {
+                op: BPF_ADD,
+                dst: word,
+                src: Opnd::Imm(8),
+                w32: false,
+            });
+            if index > 0 {
+                let hi = self.konst(i64::from(index) << 32);
+                self.push(Inst::Alu {
+                    op: BPF_OR,
+                    dst: word,
+                    src: hi,
+                    w32: false,
+                });
+            }
+            self.push(Inst::Store {
+                size: BPF_DW,
+                base: Base::V(p),
+                off: f.offset as i16,
+                src: Opnd::V(word),
+            });
+        }
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: size as i16,
+            src: Opnd::Imm(0),
+        });
+        let (dst, src) = (self.f.new_reg(), self.f.new_reg());
+        self.push(Inst::Mov {
+            dst,
+            src: Opnd::V(p),
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst,
+            src: Opnd::Imm(size as i32 + 8),
+            w32: false,
+        });
+        self.push(Inst::Mov {
+            dst: src,
+            src: Opnd::V(self.ctx),
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: src,
+            src: Opnd::Imm(8),
+            w32: false,
+        });
+        self.push(Inst::Call {
+            helper: h::PROBE_READ_KERNEL,
+            args: vec![Arg::V(dst), Arg::V(n), Arg::V(src)],
+            dst: None,
+        });
+        let total = self.f.new_reg();
+        self.push(Inst::Mov {
+            dst: total,
+            src: Opnd::V(n),
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: total,
+            src: Opnd::Imm(size as i32 + 8),
+            w32: false,
+        });
+        let out = self.g.output;
+        self.push(Inst::Call {
+            helper: h::PERF_EVENT_OUTPUT,
+            args: vec![
+                Arg::V(self.ctx),
+                Arg::Map(out),
+                Arg::Imm(CURRENT_CPU),
+                Arg::V(p),
+                Arg::V(total),
+            ],
+            dst: None,
+        });
+        self.push(Inst::Label(done));
         Ok(())
     }
 
@@ -3901,7 +4351,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     let v = self.expr(a)?;
                     vals.push((v, self.ty(a)));
                 }
-                self.output(Action::Print, &vals, e.span)?;
+                self.output_line(Action::Print, &vals, e.span)?;
                 Ok(Val::Nil)
             }
             "printf" => {
@@ -3939,7 +4389,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let mut vals = Vec::new();
                 for (a, c) in args[1..].iter().zip(&convs) {
                     let ty = self.ty(a);
-                    if c.conv.wants_number() && matches!(ty, Ty::Str(_)) {
+                    if c.conv.wants_number() && matches!(ty, Ty::Str(_) | Ty::Argstr) {
                         let at = args[0].span.lo + 1 + c.offset as u32;
                         return Err(self
                             .err(
@@ -3951,7 +4401,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     let v = self.expr(a)?;
                     vals.push((v, ty));
                 }
-                self.output(Action::Printf(fmt), &vals, e.span)?;
+                self.output_line(Action::Printf(fmt), &vals, e.span)?;
                 Ok(Val::Nil)
             }
             "print_hist" => {
@@ -4033,53 +4483,85 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 _ => Err(self.err(args[0].span, "`len` needs a table or a string")),
             },
             "user_string" | "kernel_string" => {
+                // A tagged value: the string, or nil when the helper cannot read the address
+                // (it then leaves the buffer zeroed).
                 let addr = self.num(&args[0])?;
                 let size = match self.ty(e) {
-                    Ty::Str(n) => round8(n),
+                    Ty::Any(n) | Ty::Str(n) => round8(n),
                     _ => round8(self.g.str_cap),
                 };
-                let off = self.alloc(size, e.span)?;
-                self.zero_buf(off, size);
+                let off = self.alloc(8 + size, e.span)?;
+                self.zero_buf(off + 8, size);
                 let helper = if name == "user_string" {
                     h::PROBE_READ_USER_STR
                 } else {
                     h::PROBE_READ_KERNEL_STR
                 };
                 let a = self.reg(addr);
+                let (ret, tag) = (self.f.new_reg(), self.f.new_reg());
                 self.push(Inst::Call {
                     helper,
-                    args: vec![Arg::Fp(off), Arg::Imm(size as i64), Arg::V(a)],
-                    dst: None,
+                    args: vec![Arg::Fp(off + 8), Arg::Imm(size as i64), Arg::V(a)],
+                    dst: Some(ret),
                 });
-                Ok(Val::Str { off, size })
+                self.push(Inst::Mov {
+                    dst: tag,
+                    src: Opnd::Imm(TAG_STR as i32),
+                });
+                let read = self.f.new_label();
+                self.push(Inst::Jmp {
+                    op: BPF_JSGE,
+                    a: ret,
+                    b: Opnd::Imm(0),
+                    target: read,
+                });
+                self.push(Inst::Mov {
+                    dst: tag,
+                    src: Opnd::Imm(TAG_NIL as i32),
+                });
+                self.push(Inst::Label(read));
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::Fp,
+                    off,
+                    src: Opnd::V(tag),
+                });
+                Ok(Val::Any {
+                    off,
+                    size: 8 + size,
+                })
             }
             "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
-                if self.mode == Mode::Kernel {
-                    return Err(self.err(
-                        e.span,
-                        format!("`{}` inside a probe is not supported yet", name),
-                    ));
-                }
                 let r = self.f.new_reg();
-                self.push(Inst::Call {
-                    helper: h::USER_WALL_CLOCK_NS,
-                    args: vec![],
-                    dst: Some(r),
-                });
-                let div = match name {
-                    "gettimeofday_us" => 1_000,
-                    "gettimeofday_ms" => 1_000_000,
-                    "gettimeofday_s" => 1_000_000_000,
-                    _ => 1,
-                };
-                if div > 1 {
+                if self.mode == Mode::Kernel {
+                    // The kernel's monotonic clock plus the wall clock's offset from it, which
+                    // the top-level code recorded.
+                    let off = self.runtime_word(self.g.runtime.clock, e.span)?;
+                    self.push(Inst::Call {
+                        helper: h::KTIME_GET_NS,
+                        args: vec![],
+                        dst: Some(r),
+                    });
                     self.push(Inst::Alu {
-                        op: BPF_DIV,
+                        op: BPF_ADD,
                         dst: r,
-                        src: Opnd::Imm(div),
+                        src: Opnd::V(off),
                         w32: false,
                     });
+                } else {
+                    self.push(Inst::Call {
+                        helper: h::USER_WALL_CLOCK_NS,
+                        args: vec![],
+                        dst: Some(r),
+                    });
                 }
+                let digits = match name {
+                    "gettimeofday_us" => 3,
+                    "gettimeofday_ms" => 6,
+                    "gettimeofday_s" => 9,
+                    _ => 0,
+                };
+                self.udiv_pow10(r, digits);
                 Ok(Val::Num(Opnd::V(r)))
             }
             "ansi.clear_screen" | "ansi.reset_color" | "ansi.new_line" | "ansi.set_color"
@@ -4117,6 +4599,216 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let off = self.alloc(16, e.span)?;
                 self.const_str(off, 16, name.as_bytes());
                 Ok(Val::Str { off, size: 16 })
+            }
+            "num_cpus" => {
+                if self.mode == Mode::Kernel {
+                    let r = self.runtime_word(self.g.runtime.cpus, e.span)?;
+                    return Ok(Val::Num(Opnd::V(r)));
+                }
+                let r = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::USER_NUM_CPUS,
+                    args: vec![],
+                    dst: Some(r),
+                });
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            "kernel_v" => {
+                let size = match self.ty(e) {
+                    Ty::Str(n) => round8(n),
+                    _ => 64,
+                };
+                if self.mode == Mode::Kernel {
+                    let (Some((off, stored)), Some(gp)) = (self.g.runtime.release, self.gp) else {
+                        return Err(
+                            self.err(e.span, "internal: the kernel release is not mapped here")
+                        );
+                    };
+                    return self.load_val(gp, off as i16, ValueType::Str(stored.min(size)), e.span);
+                }
+                let off = self.alloc(size, e.span)?;
+                self.push(Inst::Call {
+                    helper: h::USER_KERNEL_RELEASE,
+                    args: vec![Arg::Fp(off), Arg::Imm(i64::from(size))],
+                    dst: None,
+                });
+                Ok(Val::Str { off, size })
+            }
+            "print_trace_clock" => {
+                // The clock of `-T` and of `bpf_ktime_get_ns()`: CLOCK_MONOTONIC, as
+                // seconds.microseconds.
+                let t = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::KTIME_GET_NS,
+                    args: vec![],
+                    dst: Some(t),
+                });
+                let (secs, us) = (self.f.new_reg(), self.f.new_reg());
+                self.push(Inst::Mov {
+                    dst: secs,
+                    src: Opnd::V(t),
+                });
+                self.udiv_pow10(secs, 9);
+                // The nanoseconds left over, then their microseconds.
+                self.push(Inst::Mov {
+                    dst: us,
+                    src: Opnd::V(secs),
+                });
+                self.push(Inst::Alu {
+                    op: BPF_MUL,
+                    dst: us,
+                    src: Opnd::Imm(1_000_000_000),
+                    w32: false,
+                });
+                self.push(Inst::Alu {
+                    op: BPF_SUB,
+                    dst: t,
+                    src: Opnd::V(us),
+                    w32: false,
+                });
+                self.push(Inst::Mov {
+                    dst: us,
+                    src: Opnd::V(t),
+                });
+                self.udiv_pow10(us, 3);
+                let vals = [
+                    (Val::Num(Opnd::V(secs)), Ty::Num),
+                    (Val::Num(Opnd::V(us)), Ty::Num),
+                ];
+                self.output(Action::Printf("%d.%06d\n".into()), &vals, e.span)?;
+                Ok(Val::Nil)
+            }
+            "ipof" => Ok(Val::Num(self.num(&args[0])?)),
+            "in_iowait" | "in_interrupt" => {
+                // The current task_struct, at the offset the kernel's BTF gave: 1 or 0.
+                let Some(read) = self.g.typed.task_reads.get(name).copied() else {
+                    return Err(self.err(e.span, format!("internal: no task field for `{name}`")));
+                };
+                let task = self.f.new_reg();
+                self.push(Inst::Call {
+                    helper: h::GET_CURRENT_TASK,
+                    args: vec![],
+                    dst: Some(task),
+                });
+                let (offset, size) = match read {
+                    TaskRead::Bit { offset, .. } => (offset, 1),
+                    TaskRead::PreemptCount { offset } => (offset, 4),
+                };
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: task,
+                    src: Opnd::Imm(offset as i32),
+                    w32: false,
+                });
+                let v = self.probe_read_word(false, Opnd::V(task), size, e.span)?;
+                let r = self.reg(v);
+                match read {
+                    TaskRead::Bit { bit, .. } => {
+                        if bit > 0 {
+                            self.push(Inst::Alu {
+                                op: BPF_RSH,
+                                dst: r,
+                                src: Opnd::Imm(i32::from(bit)),
+                                w32: false,
+                            });
+                        }
+                        self.push(Inst::Alu {
+                            op: BPF_AND,
+                            dst: r,
+                            src: Opnd::Imm(1),
+                            w32: false,
+                        });
+                    }
+                    TaskRead::PreemptCount { .. } => {
+                        self.push(Inst::Alu {
+                            op: BPF_AND,
+                            dst: r,
+                            src: Opnd::Imm(crate::types::IRQ_COUNT_MASK),
+                            w32: false,
+                        });
+                        let zero = self.f.new_label();
+                        self.push(Inst::Jmp {
+                            op: BPF_JEQ,
+                            a: r,
+                            b: Opnd::Imm(0),
+                            target: zero,
+                        });
+                        self.push(Inst::Mov {
+                            dst: r,
+                            src: Opnd::Imm(1),
+                        });
+                        self.push(Inst::Label(zero));
+                    }
+                }
+                Ok(Val::Num(Opnd::V(r)))
+            }
+            "curr_taskinfo" | "net.ip_sock_saddr" | "net.ip_sock_daddr" => {
+                // A checked kernel read: of the current task_struct at an offset (4 bytes
+                // unless told 8, as ktap), or of a socket's IPv4 address, which `struct
+                // sock_common` starts with (`skc_daddr`, then `skc_rcv_saddr`).
+                let (base, off, size) = match name {
+                    "curr_taskinfo" => {
+                        let task = self.f.new_reg();
+                        self.push(Inst::Call {
+                            helper: h::GET_CURRENT_TASK,
+                            args: vec![],
+                            dst: Some(task),
+                        });
+                        let size = args.get(1).and_then(const_int).unwrap_or(4) as u8;
+                        (Opnd::V(task), self.num(&args[0])?, size)
+                    }
+                    "net.ip_sock_saddr" => (self.num(&args[0])?, Opnd::Imm(4), 4),
+                    _ => (self.num(&args[0])?, Opnd::Imm(0), 4),
+                };
+                let a = self.f.new_reg();
+                self.push(Inst::Mov { dst: a, src: base });
+                self.push(Inst::Alu {
+                    op: BPF_ADD,
+                    dst: a,
+                    src: off,
+                    w32: false,
+                });
+                let v = self.probe_read_word(false, Opnd::V(a), size, e.span)?;
+                Ok(Val::Num(v))
+            }
+            "net.format_ip_addr" => {
+                // The four bytes of the address as they lie in memory (network order), in
+                // decimal between dots.
+                let n = self.num(&args[0])?;
+                let mut vals = Vec::new();
+                for i in 0..4 {
+                    let shift = match self.g.target.endian {
+                        Endian::Little => 8 * i,
+                        Endian::Big => 24 - 8 * i,
+                    };
+                    let o = self.f.new_reg();
+                    self.push(Inst::Mov { dst: o, src: n });
+                    if shift > 0 {
+                        self.push(Inst::Alu {
+                            op: BPF_RSH,
+                            dst: o,
+                            src: Opnd::Imm(shift),
+                            w32: false,
+                        });
+                    }
+                    self.push(Inst::Alu {
+                        op: BPF_AND,
+                        dst: o,
+                        src: Opnd::Imm(0xff),
+                        w32: false,
+                    });
+                    if i > 0 {
+                        let dot = self.alloc(8, e.span)?;
+                        self.const_str(dot, 8, b".");
+                        vals.push(Val::Str { off: dot, size: 8 });
+                    }
+                    vals.push(Val::Num(Opnd::V(o)));
+                }
+                let size = match self.ty(e) {
+                    Ty::Str(n) => round8(n),
+                    _ => 16,
+                };
+                self.concat_vals(vals, size, e.span)
             }
             "count" | "sum" | "avg" | "min" | "max" | "hist" => self.agg_read(name, &args[0]),
             "stack" | "ustack" => {
@@ -4163,6 +4855,41 @@ impl<'s, 'a> FnLower<'s, 'a> {
 impl Shared<'_> {
     fn typed_script_arg(&self, i: usize) -> Option<String> {
         self.script_args.get(i).cloned()
+    }
+
+    /// The index of `event`'s layout among those `argstr` records name.
+    fn event_index(&mut self, event: &TpFormat) -> u32 {
+        let same = |e: &TpFormat| e.category == event.category && e.name == event.name;
+        match self.events.iter().position(same) {
+            Some(i) => i as u32,
+            None => {
+                self.events.push(event.clone());
+                self.events.len() as u32 - 1
+            }
+        }
+    }
+
+    /// The per-CPU map `argstr` records are built in, with values of at least `size` bytes.
+    fn argstr_map(&mut self, size: u32) -> u32 {
+        if let Some(m) = self.argstr_map {
+            let def = &mut self.maps[m as usize];
+            def.value_size = def.value_size.max(round8(size));
+            return m;
+        }
+        self.maps.push(MapDef {
+            name: "ktap_argstr".into(),
+            kind: MapKind::PercpuArray,
+            role: MapRole::Scratch,
+            key: ValueType::Int,
+            value: ValueType::Nil,
+            key_size: 4,
+            value_size: round8(size),
+            max_entries: 1,
+            span: Span::default(),
+        });
+        let m = self.maps.len() as u32 - 1;
+        self.argstr_map = Some(m);
+        m
     }
 }
 

@@ -311,6 +311,31 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A field name after `.`: a name, or a keyword (tracepoints have fields called
+    /// `function`, as `timer:hrtimer_start`'s `args.function`).
+    fn field_ident(&mut self) -> PResult<Ident> {
+        if let TokenKind::Name(_) = self.tok.kind {
+            return self.ident("a field name after '.'");
+        }
+        let span = self.tok.span;
+        let word = self
+            .source
+            .text
+            .get(span.lo as usize..span.hi as usize)
+            .unwrap_or_default();
+        let is_word = word
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !is_word {
+            return Err(self.error_expected("a field name after '.'"));
+        }
+        let name = word.to_string();
+        self.bump();
+        Ok(Ident { name, span })
+    }
+
     // ---- top level ----------------------------------------------------------------------
 
     fn script(&mut self) -> Vec<Item> {
@@ -1371,7 +1396,7 @@ impl<'a> Parser<'a> {
             match self.tok.kind {
                 TokenKind::Dot => {
                     self.bump();
-                    let name = self.ident("a field name after '.'")?;
+                    let name = self.field_ident()?;
                     let span = e.span.to(name.span);
                     e = self.expr_node(
                         ExprKind::Field {

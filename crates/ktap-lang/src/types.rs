@@ -10,7 +10,7 @@
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use ktap_bpf::kernel::{Kernel, TpField, TpFormat};
-use ktap_bpf::Span;
+use ktap_bpf::{Endian, Span};
 use std::collections::{HashMap, HashSet};
 
 /// A static type.
@@ -32,6 +32,11 @@ pub enum Ty {
     Stack,
     /// A user stack (`ustack()`).
     UStack,
+    /// A number marked as a kernel address (`ipof(n)`): printed as its symbol.
+    Addr,
+    /// `argstr`, the event as the kernel's `trace` file shows it: rendered in userspace from
+    /// the raw record, so only `print` and `printf` take it.
+    Argstr,
 }
 
 impl Ty {
@@ -55,6 +60,8 @@ impl Ty {
             Ty::Any(_) => "a value of several types",
             Ty::Stack => "a kernel stack",
             Ty::UStack => "a user stack",
+            Ty::Addr => "a kernel address",
+            Ty::Argstr => "`argstr`",
         }
     }
 }
@@ -69,6 +76,10 @@ pub fn join(a: Ty, b: Ty) -> Option<Ty> {
         (Ty::Table(_), _) | (_, Ty::Table(_)) => None,
         // Nor a stack: its value is an id into the program's stack map, not a number.
         (Ty::Stack | Ty::UStack, _) | (_, Ty::Stack | Ty::UStack) => None,
+        // `argstr` is text userspace makes from the raw record: there is no value to store.
+        (Ty::Argstr, _) | (_, Ty::Argstr) => None,
+        // A number that is an address somewhere is an address (`var a = 0 a = ipof(x)`).
+        (Ty::Addr, Ty::Num) | (Ty::Num, Ty::Addr) => Some(Ty::Addr),
         // Numbers, strings and booleans together: a tagged value big enough for each.
         (x, y) => Some(Ty::Any(payload(x).max(payload(y)))),
     }
@@ -436,6 +447,69 @@ pub struct Typed {
     pub traces: HashMap<usize, TraceInfo>,
     /// Frames the stack map keeps per stack: the deepest `stack(N)`/`ustack(N)` asked for.
     pub stack_depth: u32,
+    /// Built-in functions called inside probes whose values userspace provides at start
+    /// (`gettimeofday_*`, `num_cpus`, `kernel_v`), so the top-level code records them.
+    pub runtime: HashSet<&'static str>,
+    /// Where `in_iowait()` and `in_interrupt()` read the current task, from the kernel's BTF.
+    pub task_reads: HashMap<&'static str, TaskRead>,
+}
+
+/// A read of the current `task_struct` that a task built-in compiles to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskRead {
+    /// `in_iowait()`: bit `bit` (counted from the least significant) of the byte at `offset`.
+    Bit { offset: u32, bit: u8 },
+    /// `in_interrupt()`: the preempt count, the 32-bit word at `offset` (in the task's
+    /// `thread_info`); interrupt context is any hardirq, softirq or NMI count in it.
+    PreemptCount { offset: u32 },
+}
+
+/// The preempt count's hardirq, softirq and NMI bits (`irq_count()` in the kernel).
+pub const IRQ_COUNT_MASK: i32 = 0x00ff_ff00;
+
+/// Where built-in `name` reads the current task, from the kernel's BTF `btf`, for a target
+/// of byte order `endian`; or why it cannot.
+pub fn task_read(name: &str, btf: Option<&[u8]>, endian: Endian) -> Result<TaskRead, String> {
+    let Some(data) = btf else {
+        return Err(format!(
+            "`{name}()` finds its field of the kernel's task_struct in the kernel's BTF \
+             (/sys/kernel/btf/vmlinux), and there is none here: the kernel has no BTF, or the \
+             script is compiled for another machine"
+        ));
+    };
+    let btf = ktap_bpf::btf::Btf::parse(data).map_err(|e| format!("the kernel's BTF: {e}"))?;
+    match name {
+        "in_iowait" => {
+            let m = btf
+                .member("task_struct", &["in_iowait"])
+                .ok_or("the kernel's task_struct has no `in_iowait` (per its BTF)")?;
+            let (byte, bit) = (m.bit_offset / 8, m.bit_offset % 8);
+            let bit = match endian {
+                Endian::Little => bit,
+                // BTF counts a big-endian byte's bits from the most significant.
+                Endian::Big => 7 - bit,
+            };
+            Ok(TaskRead::Bit {
+                offset: byte,
+                bit: bit as u8,
+            })
+        }
+        _ => {
+            let m = btf
+                .member("task_struct", &["thread_info", "preempt_count"])
+                .ok_or(
+                    "`in_interrupt()` reads the preempt count in the task's thread_info, and this \
+                     kernel keeps it per CPU instead (as x86 does), where a BPF program cannot \
+                     read it without kernel symbols ktap does not use",
+                )?;
+            let mut offset = m.bit_offset / 8;
+            // A 64-bit count's low word is its second on a big-endian machine.
+            if endian == Endian::Big && m.size == Some(8) {
+                offset += 4;
+            }
+            Ok(TaskRead::PreemptCount { offset })
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -444,6 +518,10 @@ pub struct FuncInfo {
     pub params: Vec<VarId>,
     pub ret: Slot,
 }
+
+/// Bytes `kernel_v()` holds: a release (`uname -r`) is at most 64 characters, and a longer
+/// one is cut.
+pub const RELEASE_CAP: u32 = 64;
 
 /// Frames a stack keeps when the script does not say (`stack()`).
 pub const DEFAULT_STACK_DEPTH: u32 = 16;
@@ -459,6 +537,12 @@ pub struct Limits {
     pub script_args: Vec<String>,
     /// `-p PID`: probes ignore events of every other process.
     pub pid: Option<u32>,
+    /// `-C CPU`: probes ignore events on every other CPU.
+    pub cpu: Option<u32>,
+    /// `-T`: each `print`/`printf` record of a probe carries the event's time.
+    pub timestamps: bool,
+    /// The target's byte order (for the bit of a bitfield).
+    pub endian: Endian,
 }
 
 /// Resolves names and infers types for the whole script.
@@ -478,8 +562,12 @@ pub fn check(
             funcs: Vec::new(),
             traces: HashMap::new(),
             stack_depth: 0,
+            runtime: HashSet::new(),
+            task_reads: HashMap::new(),
         },
         limits,
+        kernel,
+        btf: None,
         errors: Vec::new(),
         seen: HashSet::new(),
         report: false,
@@ -488,6 +576,8 @@ pub fn check(
         func_stack: Vec::new(),
         func_names: HashMap::new(),
         agg_arg: false,
+        print_arg: false,
+        direct_print_arg: false,
     };
     c.expand_events(script, kernel);
     c.collect_functions(script);
@@ -521,6 +611,9 @@ struct Ctx<'a> {
 struct Checker<'l> {
     t: Typed,
     limits: &'l Limits,
+    kernel: &'l dyn Kernel,
+    /// The kernel's BTF, read when a task built-in first needs it.
+    btf: Option<Option<Vec<u8>>>,
     errors: Vec<Diagnostic>,
     seen: HashSet<(u32, u32, String)>,
     /// Errors are reported only on the final pass.
@@ -532,6 +625,10 @@ struct Checker<'l> {
     /// Inside the argument of count()/sum()/avg()/min()/max()/hist(), where an aggregation
     /// entry may be named.
     agg_arg: bool,
+    /// The next expression is an argument of `print`/`printf`, where `argstr` may stand.
+    print_arg: bool,
+    /// The expression being typed is such an argument itself (not a part of one).
+    direct_print_arg: bool,
 }
 
 /// The candidates nearest to `name` (at most three, all at the best distance found), if that
@@ -1427,7 +1524,8 @@ impl<'l> Checker<'l> {
 
     fn check_key(&mut self, kty: Ty, span: Span) {
         match kty {
-            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Stack | Ty::UStack => {}
+            Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Stack | Ty::UStack | Ty::Addr => {
+            }
             other => self.err(
                 span,
                 format!(
@@ -1522,8 +1620,22 @@ impl<'l> Checker<'l> {
                 }
             },
             BuiltinVar::Argstr => {
-                self.err(span, "`argstr` is not supported yet");
-                Ty::Unknown
+                match in_trace {
+                    None if ctx.mode == Mode::User => {
+                        self.err(span, "`argstr` is only defined inside `trace` blocks")
+                    }
+                    None => self.err(span, "`argstr` is the text of a tracepoint event; a `profile` block has none"),
+                    Some(t) if !t.others.is_empty() => self.err(
+                        span,
+                        "`argstr` is the text of a tracepoint event; kprobes and uprobes have none (print their arguments)",
+                    ),
+                    Some(_) if !self.direct_print_arg => self.err(
+                        span,
+                        "`argstr` is rendered by ktap in userspace, so it can only be printed: `print(argstr)` or `printf(\"%s\", argstr)`",
+                    ),
+                    Some(_) => {}
+                }
+                Ty::Argstr
             }
             BuiltinVar::Arg(i) => match in_trace {
                 Some(t) => {
@@ -1575,6 +1687,7 @@ impl<'l> Checker<'l> {
     }
 
     fn expr(&mut self, e: &Expr, ctx: &Ctx) -> Ty {
+        self.direct_print_arg = std::mem::take(&mut self.print_arg);
         let ty = self.expr_inner(e, ctx);
         self.t.expr_ty.insert(e.id, ty);
         ty
@@ -1741,7 +1854,7 @@ impl<'l> Checker<'l> {
                     }
                     BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                                 self.err(
                                     s,
                                     format!(
@@ -1757,9 +1870,10 @@ impl<'l> Checker<'l> {
                     BinOp::Concat => {
                         let len = |t: Ty| match t {
                             Ty::Str(n) => Some(n - 1),
-                            Ty::Num => Some(20),
+                            Ty::Num | Ty::Addr => Some(20),
                             Ty::Any(n) => Some(n.max(21) - 1),
-                            Ty::Unknown => Some(0),
+                            // `argstr` here is an error of its own.
+                            Ty::Unknown | Ty::Argstr => Some(0),
                             _ => None,
                         };
                         match (len(a), len(b)) {
@@ -1779,7 +1893,7 @@ impl<'l> Checker<'l> {
                     }
                     _ => {
                         for (t, s) in [(a, lhs.span), (b, rhs.span)] {
-                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                            if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                                 self.err(
                                     s,
                                     format!(
@@ -1799,7 +1913,7 @@ impl<'l> Checker<'l> {
                 match op {
                     UnOp::Not => Ty::Bool,
                     UnOp::Neg | UnOp::BitNot => {
-                        if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                        if !matches!(t, Ty::Num | Ty::Unknown | Ty::Any(_) | Ty::Addr) {
                             self.err(
                                 expr.span,
                                 format!("this needs a number, not {}", t.describe()),
@@ -1864,8 +1978,15 @@ impl<'l> Checker<'l> {
             b,
             Binding::Builtin("count" | "sum" | "avg" | "min" | "max" | "hist")
         );
+        let prints = matches!(b, Binding::Builtin("print" | "printf"));
         let saved = std::mem::replace(&mut self.agg_arg, reads_agg);
-        let tys: Vec<Ty> = args.iter().map(|a| self.expr(a, ctx)).collect();
+        let tys: Vec<Ty> = args
+            .iter()
+            .map(|a| {
+                self.print_arg = prints;
+                self.expr(a, ctx)
+            })
+            .collect();
         self.agg_arg = saved;
         match b {
             Binding::Func(f) => self.user_call(e, f, args, &tys, ctx),
@@ -2039,11 +2160,109 @@ impl<'l> Checker<'l> {
                         ),
                     );
                 }
-                Ty::Str(self.limits.str_cap)
+                // A string, or nil when the address cannot be read (LANGUAGE.md §5).
+                Ty::Any(self.limits.str_cap)
             }
-            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s" => {
+            "gettimeofday_ns" | "gettimeofday_us" | "gettimeofday_ms" | "gettimeofday_s"
+            | "num_cpus" => {
                 arity(self, 0, 0);
+                if ctx.mode == Mode::Kernel {
+                    self.t.runtime.insert(name);
+                }
                 Ty::Num
+            }
+            "kernel_v" => {
+                arity(self, 0, 0);
+                if ctx.mode == Mode::Kernel {
+                    self.t.runtime.insert(name);
+                }
+                Ty::Str(RELEASE_CAP.min(self.limits.str_cap))
+            }
+            "print_trace_clock" => {
+                arity(self, 0, 0);
+                Ty::Nil
+            }
+            "in_iowait" | "in_interrupt" => {
+                arity(self, 0, 0);
+                if ctx.mode == Mode::User {
+                    self.err(
+                        e.span,
+                        format!(
+                            "`{}` is about the task a probe interrupts: only inside probes",
+                            name
+                        ),
+                    );
+                } else if !self.t.task_reads.contains_key(name) {
+                    let kernel = self.kernel;
+                    let btf = self.btf.get_or_insert_with(|| kernel.btf());
+                    match task_read(name, btf.as_deref(), self.limits.endian) {
+                        Ok(r) => {
+                            self.t.task_reads.insert(name, r);
+                        }
+                        Err(m) => self.err(e.span, m),
+                    }
+                }
+                Ty::Num
+            }
+            "ipof" => {
+                if arity(self, 1, 1)
+                    && !matches!(tys[0], Ty::Num | Ty::Addr | Ty::Unknown | Ty::Any(_))
+                {
+                    self.err(
+                        args[0].span,
+                        format!(
+                            "`ipof` marks a number as an address, not {}",
+                            tys[0].describe()
+                        ),
+                    );
+                }
+                Ty::Addr
+            }
+            "curr_taskinfo" | "net.ip_sock_saddr" | "net.ip_sock_daddr" => {
+                let hi = if name == "curr_taskinfo" { 2 } else { 1 };
+                if arity(self, 1, hi) {
+                    if !matches!(tys[0], Ty::Num | Ty::Addr | Ty::Unknown | Ty::Any(_)) {
+                        let what = if hi == 2 {
+                            "an offset"
+                        } else {
+                            "a `struct sock` address"
+                        };
+                        self.err(
+                            args[0].span,
+                            format!(
+                                "`{}` needs {} (a number), not {}",
+                                name,
+                                what,
+                                tys[0].describe()
+                            ),
+                        );
+                    }
+                    if let Some(size) = args.get(1) {
+                        if !matches!(const_int(size), Some(4 | 8)) {
+                            self.err(size.span, "the size to read is the constant 4 or 8");
+                        }
+                    }
+                }
+                if ctx.mode == Mode::User {
+                    self.err(
+                        e.span,
+                        format!("`{}` reads kernel memory: only inside probes", name),
+                    );
+                }
+                Ty::Num
+            }
+            "net.format_ip_addr" => {
+                if arity(self, 1, 1) && !matches!(tys[0], Ty::Num | Ty::Unknown | Ty::Any(_)) {
+                    self.err(
+                        args[0].span,
+                        format!(
+                            "`net.format_ip_addr` formats an IPv4 address (a number), not {}",
+                            tys[0].describe()
+                        ),
+                    );
+                }
+                // "255.255.255.255" and its NUL.
+                Ty::Str(16.min(self.limits.str_cap))
             }
             "arch" => {
                 arity(self, 0, 0);
@@ -2070,7 +2289,10 @@ impl<'l> Checker<'l> {
             }
             "stringof" => {
                 if arity(self, 1, 1)
-                    && !matches!(tys[0], Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_))
+                    && !matches!(
+                        tys[0],
+                        Ty::Num | Ty::Str(_) | Ty::Unknown | Ty::Any(_) | Ty::Addr
+                    )
                 {
                     self.err(
                         args[0].span,

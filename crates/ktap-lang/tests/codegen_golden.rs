@@ -51,17 +51,18 @@ fn check(path: &Path, ext: &str, got: &str) -> Option<String> {
     }
 }
 
-/// x86_64 unless the case has a `# target: ARCH` line.
+/// x86_64 unless the case has a `# target: ARCH` line; `# cpu: N` and `# timestamps` lines
+/// give ktap's `-C N` and `-T`.
 fn options(src: &Source) -> Options {
-    let arch = src
-        .text
-        .lines()
-        .find_map(|l| l.strip_prefix("# target: "))
-        .unwrap_or("x86_64");
-    Options::new(
+    let line = |prefix: &str| src.text.lines().find_map(|l| l.strip_prefix(prefix));
+    let arch = line("# target: ").unwrap_or("x86_64");
+    let mut opts = Options::new(
         Target::by_name(arch.trim()).expect("a known target"),
         vec!["t.kp".into()],
-    )
+    );
+    opts.limits.cpu = line("# cpu: ").map(|c| c.trim().parse().expect("a CPU number"));
+    opts.limits.timestamps = src.text.lines().any(|l| l.trim() == "# timestamps");
+    opts
 }
 
 #[test]

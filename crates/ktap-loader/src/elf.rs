@@ -96,7 +96,7 @@ pub fn validate(prog: &Program) -> Result<(), InvalidProgram> {
         if insns.is_empty() {
             return Err(err("the probe has no instructions".into()));
         }
-        if let Event::Profile { period_ns: 0 } = probe.event {
+        if let Event::Profile { period_ns: 0, .. } = probe.event {
             return Err(err("a profile period of 0 ns".into()));
         }
         for (pc, insn) in insns.iter().enumerate() {
@@ -356,11 +356,15 @@ mod tests {
                 probe("sys_enter_getpid", tp("sys_enter_getpid"), body),
                 probe(
                     "profile",
-                    Event::Profile { period_ns: 1000 },
+                    Event::Profile {
+                        period_ns: 1000,
+                        cpu: None,
+                    },
                     vec![Insn::mov64_imm(R0, 0), Insn::exit()],
                 ),
             ],
             user: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -470,7 +474,10 @@ mod tests {
         prog.probes.clear();
         assert_eq!(validate(&prog), Ok(()));
         let mut prog = program(Endian::Little);
-        prog.probes[2].event = Event::Profile { period_ns: 0 };
+        prog.probes[2].event = Event::Profile {
+            period_ns: 0,
+            cpu: None,
+        };
         assert_eq!(validate(&prog).unwrap_err().probe, Some(2));
         let mut prog = program(Endian::Little);
         prog.probes[2].func.insns = vec![Insn::ld_imm64(R0, 0, 1)[0]];

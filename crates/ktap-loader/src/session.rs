@@ -245,9 +245,23 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                     let id = p.attach(category, name).map_err(fail)?;
                     links.0.push(Box::new(p.take_link(id).map_err(fail)?));
                 }
-                Event::Profile { period_ns } => {
+                Event::Profile { period_ns, cpu } => {
                     let p: &mut PerfEvent = program.try_into().map_err(object_error)?;
-                    for &cpu in &online {
+                    // `ktap -C CPU` samples that CPU alone.
+                    let cpus: Vec<u32> = match cpu {
+                        Some(c) if !online.contains(c) => {
+                            return Err(LoadError::Invalid {
+                                probe: Some(probe.name.clone()),
+                                message: format!(
+                                    "CPU {c} is not online (online: {})",
+                                    cpu_list(&online)
+                                ),
+                            })
+                        }
+                        Some(c) => vec![*c],
+                        None => online.clone(),
+                    };
+                    for &cpu in &cpus {
                         let id = p
                             .attach(
                                 PerfEventConfig::Software(SoftwareEvent::CpuClock),
@@ -287,7 +301,12 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
         _ebpf: ebpf,
         epoll,
         program_ids,
-        format_sizes: prog.formats.iter().map(|f| f.size).collect(),
+        // A record carrying a raw tracepoint record (`argstr`) says its own length.
+        format_sizes: prog
+            .formats
+            .iter()
+            .map(|f| if f.has_tail() { 0 } else { f.size })
+            .collect(),
         order: prog.target.endian,
         scratch: Vec::new(),
         lost: 0,
@@ -595,6 +614,12 @@ fn detach_all(links: Vec<Attachment>) {
     });
 }
 
+/// CPU numbers as `0 1 2 3`.
+fn cpu_list(cpus: &[u32]) -> String {
+    let list: Vec<String> = cpus.iter().map(u32::to_string).collect();
+    list.join(" ")
+}
+
 /// The number of bytes of a record that belong to it.
 fn record_len(format_sizes: &[u32], order: Endian, rec: &[u8]) -> usize {
     let Some(head) = rec.first_chunk::<8>() else {
@@ -681,7 +706,14 @@ fn map_data(map: Map) -> Option<MapData> {
 fn event_text(event: &Event) -> String {
     match event {
         Event::Tracepoint { category, name } => format!("tracepoint {category}:{name}"),
-        Event::Profile { period_ns } => format!("profile every {period_ns} ns"),
+        Event::Profile {
+            period_ns,
+            cpu: None,
+        } => format!("profile every {period_ns} ns"),
+        Event::Profile {
+            period_ns,
+            cpu: Some(c),
+        } => format!("profile every {period_ns} ns on CPU {c}"),
         Event::Kprobe {
             symbol,
             offset,

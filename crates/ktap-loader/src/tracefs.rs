@@ -157,6 +157,10 @@ impl Kernel for TracefsKernel {
         fs::read_to_string("/proc/kallsyms").ok()
     }
 
+    fn btf(&self) -> Option<Vec<u8>> {
+        fs::read("/sys/kernel/btf/vmlinux").ok()
+    }
+
     fn kprobe_blacklist(&self) -> Option<String> {
         // debugfs is usually mounted beside tracefs; without it every function is a candidate
         // and the kernel itself refuses a blacklisted one at attach time.

@@ -70,6 +70,7 @@ fn program(maps: Vec<MapDef>, formats: Vec<Format>, probes: Vec<Probe>) -> Progr
         formats,
         probes,
         user: Vec::new(),
+        events: Vec::new(),
     }
 }
 
@@ -306,6 +307,7 @@ fn profile_fires_during_busy_work() {
             "profile",
             Event::Profile {
                 period_ns: 1_000_000,
+                cpu: None,
             },
             insns,
         )],
@@ -608,6 +610,7 @@ fn an_unprivileged_user_is_told_to_be_root() {
             "p",
             Event::Profile {
                 period_ns: 1_000_000,
+                cpu: None,
             },
             ret0().to_vec(),
         )],

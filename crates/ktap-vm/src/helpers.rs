@@ -133,6 +133,22 @@ impl Vm<'_, '_> {
                 Ok(self.host.map_count(map))
             }
             USER_WALL_CLOCK_NS => Ok(self.host.wall_clock_ns()),
+            USER_NUM_CPUS => Ok(u64::from(self.host.num_cpus())),
+            GET_CURRENT_TASK => Ok(self.host.current_task()),
+            USER_KERNEL_RELEASE => {
+                if r[2] == 0 {
+                    return Err("R2 invalid zero-sized read".into());
+                }
+                let release = self.host.kernel_release();
+                let buf = self
+                    .mem
+                    .write(r[1], r[2])
+                    .map_err(|e| access_message(e, 1, Access::Indirect))?;
+                buf.fill(0);
+                let n = release.len().min(buf.len() - 1);
+                buf[..n].copy_from_slice(&release[..n]);
+                Ok(0)
+            }
             _ => Err(format!("invalid func unknown#{id}")),
         }
     }

@@ -59,6 +59,19 @@ pub trait Host {
     fn uid_gid(&mut self) -> u64;
     /// The current task's name, NUL-padded.
     fn comm(&mut self) -> [u8; 16];
+    /// The current task's `struct task_struct` address (`get_current_task`); 0 where there
+    /// is no kernel to ask, so reads through it fail.
+    fn current_task(&mut self) -> u64 {
+        0
+    }
+    /// The number of online CPUs (`num_cpus()`).
+    fn num_cpus(&mut self) -> u32 {
+        1
+    }
+    /// The running kernel's release, as `uname -r` prints it (`kernel_v()`).
+    fn kernel_release(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
     /// Fills `buf` from `addr` in `space` and returns 0, or a negative errno. Addresses inside
     /// the VM never reach the host: the VM serves them itself.
     fn probe_read(&mut self, space: Space, addr: u64, buf: &mut [u8]) -> i64 {

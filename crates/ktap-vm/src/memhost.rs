@@ -48,6 +48,8 @@ pub struct MemHost {
     pub pid_tgid: u64,
     pub uid_gid: u64,
     pub comm: [u8; 16],
+    pub num_cpus: u32,
+    pub kernel_release: Vec<u8>,
 }
 
 impl MemHost {
@@ -78,6 +80,8 @@ impl MemHost {
             pid_tgid: 0,
             uid_gid: 0,
             comm: [0; 16],
+            num_cpus: 1,
+            kernel_release: Vec::new(),
         }
     }
 
@@ -262,5 +266,13 @@ impl Host for MemHost {
 
     fn comm(&mut self) -> [u8; 16] {
         self.comm
+    }
+
+    fn num_cpus(&mut self) -> u32 {
+        self.num_cpus
+    }
+
+    fn kernel_release(&mut self) -> Vec<u8> {
+        self.kernel_release.clone()
     }
 }

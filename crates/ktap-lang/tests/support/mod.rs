@@ -59,10 +59,52 @@ impl Kernel for FixtureKernel {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(root.join("test_data/kallsyms")).ok()
     }
+    fn btf(&self) -> Option<Vec<u8>> {
+        Some(fixture_btf())
+    }
     fn all_tracepoints(&self) -> Vec<String> {
         self.events
             .iter()
             .map(|(c, n, _)| format!("{}:{}", c, n))
             .collect()
     }
+}
+
+/// A kernel's BTF with just the task_struct members ktap reads: `in_iowait` at bit 2051 (byte
+/// 256, bit 3), and a thread_info whose preempt count (64-bit, in an anonymous union, as on
+/// arm64) is 8 bytes into the task.
+pub fn fixture_btf() -> Vec<u8> {
+    use ktap_bpf::btf::build::Builder;
+    let mut b = Builder::new(true);
+    let u32t = b.int("unsigned int", 4);
+    let u64t = b.int("long unsigned int", 8);
+    let split = b.record(
+        "",
+        8,
+        false,
+        &[("count", u32t, 0, 0), ("need_resched", u32t, 32, 0)],
+    );
+    let count = b.record(
+        "",
+        8,
+        true,
+        &[("preempt_count", u64t, 0, 0), ("preempt", split, 0, 0)],
+    );
+    let ti = b.record(
+        "thread_info",
+        16,
+        false,
+        &[("flags", u64t, 0, 0), ("", count, 64, 0)],
+    );
+    b.record(
+        "task_struct",
+        4096,
+        false,
+        &[
+            ("thread_info", ti, 0, 0),
+            ("in_execve", u32t, 2050, 1),
+            ("in_iowait", u32t, 2051, 1),
+        ],
+    );
+    b.finish()
 }
