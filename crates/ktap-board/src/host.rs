@@ -24,6 +24,8 @@ pub struct Config {
     /// This machine's ktap, for `ktapc` in a case's `-- host` lines.
     pub host_ktap: PathBuf,
     pub cases: PathBuf,
+    /// The project's samples, packed as /board/samples for cases that run them.
+    pub samples: PathBuf,
     pub targets: PathBuf,
     /// Where the console logs and the host's products go.
     pub work: PathBuf,
@@ -303,6 +305,9 @@ fn pack(cfg: &Config, plan: &Plan, cases: &[&Case], made: &Path, out: &Path) -> 
             );
         }
     }
+    if cfg.samples.is_dir() {
+        add_tree(&mut a, &cfg.samples, "board/samples")?;
+    }
     let mut extra: Vec<PathBuf> = fs::read_dir(made)
         .map_err(|e| format!("{}: {e}", made.display()))?
         .filter_map(|e| Some(e.ok()?.path()))
@@ -324,6 +329,35 @@ fn pack(cfg: &Config, plan: &Plan, cases: &[&Case], made: &Path, out: &Path) -> 
         );
     }
     fs::write(out, a.finish()).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+/// `dir` and everything under it, as `name` in the archive, in a stable order.
+fn add_tree(a: &mut Archive, dir: &Path, name: &str) -> Result<(), String> {
+    a.add(name, Kind::Dir);
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .collect();
+    entries.sort();
+    for p in entries {
+        let child = format!(
+            "{name}/{}",
+            p.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if p.is_dir() {
+            add_tree(a, &p, &child)?;
+        } else {
+            let data = fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            a.add(
+                &child,
+                Kind::File {
+                    data: &data,
+                    exec: false,
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The applet names other than ktap itself, as `ktap --list` prints them.
@@ -605,6 +639,7 @@ mod tests {
             workload: file,
             host_ktap: "/bin/true".into(),
             cases: dir.join("cases"),
+            samples: dir.join("samples"),
             targets: dir.join("targets"),
             work: dir.join("work"),
             only: None,

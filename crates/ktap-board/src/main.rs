@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: ktap-board run|shell --arch ARCH --kernel FILE --ktap FILE --board FILE --workload FILE
-                  --host-ktap FILE [--cases DIR] [--targets DIR] [--work DIR] [--only TEXT]
+                  --host-ktap FILE [--cases DIR] [--samples DIR] [--targets DIR] [--work DIR]
+                  [--only TEXT]
   run     boot ARCH's kernel with the cases of DIR (default board-tests) and judge them; the
           last line is `board-test ARCH: N passed, M failed`
   shell   boot it with a prompt on this terminal
@@ -62,6 +63,7 @@ fn parse(args: &[String]) -> Result<(String, host::Config), String> {
         workload: need(take("workload"), "workload")?.into(),
         host_ktap: need(take("host-ktap"), "host-ktap")?.into(),
         cases: take("cases").unwrap_or_else(|| "board-tests".into()).into(),
+        samples: take("samples").unwrap_or_else(|| "samples".into()).into(),
         targets: take("targets").unwrap_or_else(|| "targets".into()).into(),
         work: take("work").map_or_else(|| PathBuf::from("target/board"), PathBuf::from),
         only: take("only"),
