@@ -177,6 +177,8 @@ pub struct Outcome {
     pub ms: u64,
     pub timed_out: bool,
     pub leftover: String,
+    /// The board's `usage` line for the step, when it sent one.
+    pub usage: Option<crate::proto::Usage>,
 }
 
 /// Why `got` is not what `case` expects on `arch`, or `None` when it is.

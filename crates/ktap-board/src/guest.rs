@@ -206,24 +206,27 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
     let deadline = start + Duration::from_millis(step.timeout_ms);
     let mut interrupted = step.interrupt_ms.is_none();
     let mut timed_out = false;
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break Some(st);
+    let pid = child.id() as libc::pid_t;
+    // wait4 rather than Child::wait: it reaps the child and says what it used.
+    let reaped = loop {
+        if let Some(r) = reap(pid, libc::WNOHANG) {
+            break Some(r);
         }
         let now = Instant::now();
         if !interrupted && now >= start + Duration::from_millis(step.interrupt_ms.unwrap_or(0)) {
             // SAFETY: kill takes a pid and a signal number, no memory.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            unsafe { libc::kill(pid, libc::SIGINT) };
             interrupted = true;
         }
         if now >= deadline {
             timed_out = true;
             let _ = child.kill();
-            break child.wait().ok();
+            break reap(pid, 0);
         }
         thread::sleep(Duration::from_millis(5));
     };
-    let ms = start.elapsed().as_millis() as u64;
+    let wall = start.elapsed();
+    let ms = wall.as_millis() as u64;
     let lines = |bytes: Vec<u8>| -> Vec<String> {
         bytes
             .split(|&b| b == b'\n')
@@ -244,14 +247,46 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
     for text in e {
         say(&Line::Err { text });
     }
-    use std::os::unix::process::ExitStatusExt;
-    let rc = status.map_or(-1, |s| s.code().unwrap_or_else(|| -s.signal().unwrap_or(0)));
+    let rc = reaped.map_or(-1, |(status, _)| {
+        if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -libc::WTERMSIG(status)
+        }
+    });
+    if let Some((_, ru)) = reaped {
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        say(&Line::Usage(proto::Usage {
+            wall_us: wall.as_micros() as u64,
+            user_us: us(ru.ru_utime),
+            sys_us: us(ru.ru_stime),
+            maxrss_kib: ru.ru_maxrss as u64,
+        }));
+    }
     say(&Line::End {
         rc,
         ms,
         timed_out,
         leftover: leftover(programs_before),
     });
+}
+
+/// wait4 on `pid`: its status and what it used, once it has ended; `None` while it runs (with
+/// WNOHANG) or when it cannot be waited for.
+fn reap(pid: libc::pid_t, flags: libc::c_int) -> Option<(libc::c_int, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain numbers; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: status and ru are valid and writable for the call.
+        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        if rc == pid {
+            return Some((status, ru));
+        }
+        if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
 }
 
 /// What a step left in the kernel: probe definitions in tracefs, or BPF programs that were not

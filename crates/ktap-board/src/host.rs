@@ -566,6 +566,11 @@ fn boot(
                     }
                     deadline = now + Duration::from_secs(BOOT_S);
                 }
+                Line::Usage(u) => {
+                    if let Some(c) = current.as_mut() {
+                        c.1.usage = Some(u);
+                    }
+                }
                 Line::Data { text } => board.data.push(text),
                 Line::Done => board.done = true,
             }

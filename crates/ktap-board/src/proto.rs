@@ -130,6 +130,15 @@ pub fn unescape(s: &str) -> Option<String> {
     String::from_utf8(unescape_bytes(s)?).ok()
 }
 
+/// What one step's process used (the `usage` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    pub wall_us: u64,
+    pub user_us: u64,
+    pub sys_us: u64,
+    pub maxrss_kib: u64,
+}
+
 /// The marker every meaningful console line starts with.
 pub const MARK: &str = "@ktap";
 
@@ -163,6 +172,11 @@ pub enum Line {
         timed_out: bool,
         leftover: String,
     },
+    /// What the step's process used, from wait4 once it was reaped, sent just before its
+    /// `End`: wall time in µs, user and system CPU time in µs (its reaped children included),
+    /// and `ru_maxrss` in KiB (the larger of its own peak and that of the image its exec
+    /// replaced, a copy of the board's /init). A host that does not know the line ignores it.
+    Usage(Usage),
     /// A file the host asked for (`ktap.dump`), one escaped chunk per line.
     Data {
         text: String,
@@ -188,6 +202,12 @@ pub fn report(nonce: &str, line: &Line) -> String {
             u8::from(*timed_out),
             escape(leftover)
         ),
+        Line::Usage(Usage {
+            wall_us,
+            user_us,
+            sys_us,
+            maxrss_kib,
+        }) => format!("usage {wall_us} {user_us} {sys_us} {maxrss_kib}"),
         Line::Data { text } => format!("data {text}"),
         Line::Done => "done".into(),
     };
@@ -238,6 +258,22 @@ pub fn parse(nonce: &str, console: &str) -> Option<Line> {
                 ms: ms.parse().ok()?,
                 timed_out: t == "1",
                 leftover: unescape(left)?,
+            }
+        }
+        "usage" => {
+            let n: Vec<u64> = rest
+                .split(' ')
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .ok()?;
+            match n[..] {
+                [wall_us, user_us, sys_us, maxrss_kib] => Line::Usage(Usage {
+                    wall_us,
+                    user_us,
+                    sys_us,
+                    maxrss_kib,
+                }),
+                _ => return None,
             }
         }
         "data" => Line::Data { text: rest.into() },
@@ -299,6 +335,12 @@ mod tests {
                 timed_out: true,
                 leftover: "kprobe_events: p:x y".into(),
             },
+            Line::Usage(Usage {
+                wall_us: 1_234_567,
+                user_us: 0,
+                sys_us: 99,
+                maxrss_kib: 3072,
+            }),
             Line::Data {
                 text: "00ff".into(),
             },
@@ -318,6 +360,9 @@ mod tests {
             leftover: String::new(),
         };
         assert_eq!(parse("42", "@ktap 42 end 0 5 0"), Some(end));
+        assert_eq!(parse("42", "@ktap 42 usage 1 2 3"), None);
+        assert_eq!(parse("42", "@ktap 42 usage 1 2 3 4 5"), None);
+        assert_eq!(parse("42", "@ktap 42 usage 1 2 x 4"), None);
     }
 
     #[test]
