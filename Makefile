@@ -71,7 +71,7 @@ SCRIPT ?= samples/syscalls/count_by_name.kp
 WORKLOAD ?= getppid 1000
 
 .PHONY: bench deps toolchain build test run clean bench-vm verifier-diff dist zig qemu-user \
-	board-test board-shell board-deps board-host
+	board-test board-shell board-deps board-host bench-board
 
 deps: toolchain $(APT_STAMP) zig
 
@@ -204,6 +204,12 @@ board-host:
 
 board-test-%: dist/%/ktap $(BOARD_WORK)/bin/% board-host FORCE | board-deps
 	$(call board_run,$*)
+
+# ktap's startup, peak RSS and per-event cost against the floor program inside one board's
+# guest (bench/README.md): `make bench-board ARCH=aarch64`; ARGS="--rounds 3 --events 200000".
+bench-board: bench-board-$(or $(ARCH),x86_64)
+bench-board-%: dist/%/ktap $(BOARD_WORK)/bin/% board-host FORCE | board-deps
+	$(subst ktap-board run,ktap-board bench,$(call board_run,$*))
 
 # Every board: everything is built first, then the boards run two at a time (qemu emulates
 # one CPU per process), each to its end even when another fails; each board's failures, then

@@ -2,6 +2,7 @@
 //! watchdog, reads the board's marked console lines and judges every case, ending with the line
 //! `board-test ARCH: N passed, M failed`.
 
+use crate::bench;
 use crate::case::{self, Case, Outcome};
 use crate::cpio::{Archive, Kind};
 use crate::proto::{self, Line, Plan, Step};
@@ -31,6 +32,9 @@ pub struct Config {
     pub work: PathBuf,
     /// Only the cases whose names contain this.
     pub only: Option<String>,
+    /// `bench`: how many rounds, and how many getppid calls the big workload makes.
+    pub rounds: usize,
+    pub events: u64,
 }
 
 /// How long a board may take to boot and report its first line, under TCG.
@@ -125,6 +129,53 @@ pub fn run(cfg: &Config) -> Result<bool, String> {
     }
     println!("board-test {arch}: {passed} passed, {failed} failed");
     Ok(failed == 0)
+}
+
+/// `make bench-board`: the bench plan in one boot, then the table of its figures.
+pub fn bench(cfg: &Config) -> Result<bool, String> {
+    let arch = cfg.arch.as_str();
+    let work = cfg.work.join(arch);
+    let made = work.join("bench");
+    let _ = fs::remove_dir_all(&made);
+    fs::create_dir_all(&made).map_err(|e| format!("{}: {e}", made.display()))?;
+    let plan = bench::plan(cfg.rounds, cfg.events);
+    let initrd = work.join("initrd-bench.gz");
+    pack(cfg, &plan, &[], &made, &initrd)?;
+    let timeouts: BTreeMap<String, u64> = plan
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), bench::STEP_TIMEOUT_S))
+        .collect();
+    let log = work.join("console-bench.log");
+    let started = Instant::now();
+    let board = boot(cfg, &initrd, "run", &log, &timeouts)?;
+    let (figs, problems) = bench::figures(&board.outcomes, cfg.rounds, cfg.events);
+    println!(
+        "bench-board {arch}: kernel {}, {} rounds (JIT on), N = {} getppid calls, {:.0} s in all",
+        board.release,
+        cfg.rounds,
+        cfg.events,
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    print!("{}", bench::table(&figs));
+    for p in &problems {
+        println!("FAIL {arch} bench {p}");
+    }
+    if let Some((m, why)) = board.no_mode.first() {
+        println!("FAIL {arch} bench: no JIT-{m} on this kernel: {why}");
+    }
+    if !board.done {
+        println!(
+            "--- console of {arch} (last 40 lines; whole log in {}):",
+            log.display()
+        );
+        for l in board.console.iter().rev().take(40).rev() {
+            println!("  {l}");
+        }
+        println!("FAIL {arch} bench: {}", board.end);
+    }
+    Ok(board.done && problems.is_empty() && board.no_mode.is_empty())
 }
 
 fn show(what: &str, lines: &[String]) {
@@ -433,6 +484,8 @@ fn qemu(cfg: &Config, initrd: &Path, mode: &str, nonce: &str) -> Result<Command,
 
 /// What one boot showed.
 struct Board {
+    /// The kernel release the board's hello gave.
+    release: String,
     console: Vec<String>,
     outcomes: BTreeMap<(String, String), Outcome>,
     no_mode: Vec<(String, String)>,
@@ -498,6 +551,7 @@ fn boot(
         let _ = tx.send(None);
     });
     let mut board = Board {
+        release: String::new(),
         console: Vec::new(),
         outcomes: BTreeMap::new(),
         no_mode: Vec::new(),
@@ -532,8 +586,9 @@ fn boot(
         if let Some(l) = proto::parse(&nonce, &line) {
             let now = Instant::now();
             match l {
-                Line::Hello { .. } => {
+                Line::Hello { release, .. } => {
                     hello = true;
+                    board.release = release;
                     deadline = now + Duration::from_secs(BOOT_S);
                 }
                 Line::NoMode { mode, why } => board.no_mode.push((mode, why)),
@@ -648,6 +703,8 @@ mod tests {
             targets: dir.join("targets"),
             work: dir.join("work"),
             only: None,
+            rounds: 1,
+            events: 10,
         };
         (cfg, dir)
     }

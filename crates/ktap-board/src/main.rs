@@ -1,7 +1,9 @@
 //! ktap-board: as pid 1 on a board it is the initramfs's /init (guest.rs); on the host,
 //! `ktap-board run` boots one architecture under qemu-system and judges its cases, and
-//! `ktap-board shell` boots it with a prompt for a person.
+//! `ktap-board shell` boots it with a prompt for a person, and `ktap-board bench` measures
+//! ktap's startup, memory and per-event cost on it (bench.rs).
 
+mod bench;
 mod case;
 mod cpio;
 mod guest;
@@ -12,12 +14,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
-usage: ktap-board run|shell --arch ARCH --kernel FILE --ktap FILE --board FILE --workload FILE
+usage: ktap-board run|shell|bench --arch ARCH --kernel FILE --ktap FILE --board FILE --workload FILE
                   --host-ktap FILE [--cases DIR] [--samples DIR] [--targets DIR] [--work DIR]
-                  [--only TEXT]
+                  [--only TEXT] [--rounds N] [--events N]
   run     boot ARCH's kernel with the cases of DIR (default board-tests) and judge them; the
           last line is `board-test ARCH: N passed, M failed`
   shell   boot it with a prompt on this terminal
+  bench   boot it once and measure ktap there: --rounds rounds (default 7) of the workload
+          alone, under the floor program and under the counting program, each making
+          --events getppid calls (default 1000000) and one; prints medians and ratios
   --ktap, --board, --workload   ARCH's ktap, ktap-board and ktap-workload binaries
   --host-ktap                   this machine's ktap (ktapc for the cases' `-- host` lines)";
 
@@ -28,6 +33,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args).and_then(|(verb, cfg)| match verb.as_str() {
         "run" => host::run(&cfg),
+        "bench" => host::bench(&cfg),
         _ => host::shell(&cfg).map(|()| true),
     }) {
         Ok(true) => ExitCode::SUCCESS,
@@ -41,8 +47,8 @@ fn main() -> ExitCode {
 
 fn parse(args: &[String]) -> Result<(String, host::Config), String> {
     let verb = match args.first().map(String::as_str) {
-        Some(v @ ("run" | "shell")) => v.to_string(),
-        _ => return Err(format!("give `run` or `shell`\n{USAGE}")),
+        Some(v @ ("run" | "shell" | "bench")) => v.to_string(),
+        _ => return Err(format!("give `run`, `shell` or `bench`\n{USAGE}")),
     };
     let mut get = std::collections::BTreeMap::new();
     let mut it = args[1..].iter();
@@ -54,6 +60,12 @@ fn parse(args: &[String]) -> Result<(String, host::Config), String> {
         get.insert(key.to_string(), v.clone());
     }
     let mut take = |k: &str| get.remove(k);
+    let number = |v: Option<String>, k: &str, default: u64| match v {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| format!("--{k} wants a number, not `{s}`")),
+    };
     let need = |v: Option<String>, k: &str| v.ok_or_else(|| format!("missing --{k}\n{USAGE}"));
     let cfg = host::Config {
         arch: need(take("arch"), "arch")?,
@@ -67,7 +79,12 @@ fn parse(args: &[String]) -> Result<(String, host::Config), String> {
         targets: take("targets").unwrap_or_else(|| "targets".into()).into(),
         work: take("work").map_or_else(|| PathBuf::from("target/board"), PathBuf::from),
         only: take("only"),
+        rounds: number(take("rounds"), "rounds", 7)? as usize,
+        events: number(take("events"), "events", 1_000_000)?,
     };
+    if cfg.rounds == 0 || cfg.events < 2 {
+        return Err("--rounds must be at least 1 and --events at least 2".into());
+    }
     if let Some(k) = get.keys().next() {
         return Err(format!("unknown option --{k}\n{USAGE}"));
     }
