@@ -278,8 +278,19 @@ fn reap(pid: libc::pid_t, flags: libc::c_int) -> Option<(libc::c_int, libc::rusa
     // SAFETY: rusage is plain numbers; wait4 fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
+        // The system call, not libc's wait4: on 32-bit targets musl's wait4 works on its
+        // 64-bit-time rusage while the libc crate's is the kernel's own (long-sized times),
+        // which is what the system call fills.
         // SAFETY: status and ru are valid and writable for the call.
-        let rc = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_wait4,
+                pid,
+                &mut status as *mut libc::c_int,
+                flags,
+                &mut ru as *mut libc::rusage,
+            )
+        } as libc::pid_t;
         if rc == pid {
             return Some((status, ru));
         }
