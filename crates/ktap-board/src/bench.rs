@@ -269,12 +269,15 @@ fn show(unit: Unit, v: f64) -> String {
 pub fn table(figs: &[Figure]) -> String {
     let mut out = String::from("| figure | median | min–max | rounds |\n|---|---|---|---|\n");
     for f in figs {
+        // A ratio over a zero floor (a kernel that accounts no CPU time) is no figure.
         let mid = match f.unit {
             Unit::Ratio => f.ratio,
             _ => median(&f.values),
-        };
-        let lo = f.values.iter().copied().reduce(f64::min);
-        let hi = f.values.iter().copied().reduce(f64::max);
+        }
+        .filter(|m| m.is_finite());
+        let finite = || f.values.iter().copied().filter(|v| v.is_finite());
+        let lo = finite().reduce(f64::min);
+        let hi = finite().reduce(f64::max);
         out += &format!(
             "| {} | {} | {} | {} |\n",
             f.name,
@@ -454,5 +457,12 @@ mod tests {
         assert_eq!(by("per event, count by name (wall)").values.len(), 1);
         assert!(by("per event, count / floor (wall)").values.is_empty());
         assert!(table(&figs).contains("| per event, count / floor (wall) | — | — | 0 |"));
+        let zero = Figure {
+            name: "z".into(),
+            unit: Unit::Ratio,
+            values: vec![f64::NAN, f64::INFINITY],
+            ratio: Some(f64::NAN),
+        };
+        assert!(table(&[zero]).contains("| z | — | — | 2 |"));
     }
 }
