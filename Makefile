@@ -32,6 +32,8 @@ APT_PACKAGES += binutils libstdc++6 python3-minimal systemtap-sdt-dev \
 	linux-libc-dev-powerpc-cross linux-libc-dev-ppc64-cross
 # The USDT test builds a C++ program whose exceptions fire libstdc++'s `throw` marker.
 APT_PACKAGES += g++
+# ktap-board's test reads the initramfs it writes back with the system's cpio and gzip.
+APT_PACKAGES += cpio gzip
 # Named by a checksum of the package list (the list itself outgrows a file name), so changing
 # the list checks again; deleting ~/.cache/ktap does too.
 APT_STAMP := $(CACHE)/apt-$(shell printf '%s\n' $(sort $(APT_PACKAGES)) | cksum | cut -d' ' -f1).stamp
