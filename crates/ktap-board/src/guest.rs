@@ -166,18 +166,7 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
     let files = fs::File::create(out_path).and_then(|o| Ok((o, fs::File::create(err_path)?)));
     let (out_file, err_file) = match files {
         Ok(f) => f,
-        Err(e) => {
-            say(&Line::Err {
-                text: proto::escape(&format!("/tmp: {e}")),
-            });
-            say(&Line::End {
-                rc: 127,
-                ms: 0,
-                timed_out: false,
-                leftover: String::new(),
-            });
-            return;
-        }
+        Err(e) => return not_started(say, &format!("/tmp: {e}")),
     };
     let start = Instant::now();
     let child = Command::new(&step.argv[0])
@@ -190,18 +179,7 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) => {
-            say(&Line::Err {
-                text: proto::escape(&format!("cannot start {}: {e}", step.argv[0])),
-            });
-            say(&Line::End {
-                rc: 127,
-                ms: 0,
-                timed_out: false,
-                leftover: String::new(),
-            });
-            return;
-        }
+        Err(e) => return not_started(say, &format!("cannot start {}: {e}", step.argv[0])),
     };
     let deadline = start + Duration::from_millis(step.timeout_ms);
     let mut interrupted = step.interrupt_ms.is_none();
@@ -268,6 +246,19 @@ fn run_step(step: &Step, say: &dyn Fn(&Line)) {
         ms,
         timed_out,
         leftover: leftover(programs_before),
+    });
+}
+
+/// Reports a step that could not be started: its reason, then an end with status 127.
+fn not_started(say: &dyn Fn(&Line), why: &str) {
+    say(&Line::Err {
+        text: proto::escape(why),
+    });
+    say(&Line::End {
+        rc: 127,
+        ms: 0,
+        timed_out: false,
+        leftover: String::new(),
     });
 }
 

@@ -3546,18 +3546,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 w32: false,
             });
             self.push(Inst::Label(skip));
-            let fine = self.f.new_label();
-            self.push(Inst::Jmp {
-                op: BPF_JLE,
-                a: pos,
-                b: Opnd::Imm(size as i32 - 1),
-                target: fine,
-            });
-            self.push(Inst::Mov {
-                dst: pos,
-                src: Opnd::Imm(size as i32 - 1),
-            });
-            self.push(Inst::Label(fine));
+            self.clamp_max(pos, size as i32 - 1);
         }
         self.push(Inst::Label(finish));
         let t = self.f.new_reg();
@@ -3890,6 +3879,22 @@ impl<'s, 'a> FnLower<'s, 'a> {
         }
     }
 
+    /// `r = min(r, max)`, unsigned: a bound both verifiers can see.
+    fn clamp_max(&mut self, r: VReg, max: i32) {
+        let fine = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JLE,
+            a: r,
+            b: Opnd::Imm(max),
+            target: fine,
+        });
+        self.push(Inst::Mov {
+            dst: r,
+            src: Opnd::Imm(max),
+        });
+        self.push(Inst::Label(fine));
+    }
+
     /// `dst = dst / 10`, unsigned. Without a 64-bit divide it is the shift-and-add quotient of
     /// Hacker's Delight (10-11), corrected by one where the estimate is short.
     fn udiv10(&mut self, dst: VReg) {
@@ -4216,18 +4221,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
         });
         if !dynamic.is_empty() {
             // Unsigned, so a length below 8 (no record has one) could not pass either.
-            let fits = self.f.new_label();
-            self.push(Inst::Jmp {
-                op: BPF_JLE,
-                a: n,
-                b: Opnd::Imm(ARGSTR_RAW as i32 - 8),
-                target: fits,
-            });
-            self.push(Inst::Mov {
-                dst: n,
-                src: Opnd::Imm(ARGSTR_RAW as i32 - 8),
-            });
-            self.push(Inst::Label(fits));
+            self.clamp_max(n, ARGSTR_RAW as i32 - 8);
         }
         self.push(Inst::Store {
             size: BPF_DW,
