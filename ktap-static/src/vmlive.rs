@@ -5,6 +5,7 @@
 //! then the events still buffered, then `trace_end`.
 
 use crate::host::Output;
+use crate::kernel::monotonic_ns;
 use crate::loader::perf_exec::{self, PerfExec, Record, Source};
 use crate::loader::TracefsKernel;
 use crate::record::{self, RecEvent, RecRead, RecSource, RecTask, Recording};
@@ -20,17 +21,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Ring buffer pages per CPU: 1 MiB holds about 15000 syscall records, what a busy workload
 /// makes between two reads; the kernel counts what does not fit, and ktap reports it.
 const RING_PAGES: usize = 256;
-
-/// `CLOCK_MONOTONIC` now, the clock of the samples.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000) + ts.tv_nsec as u64
-}
 
 pub fn wall_ns() -> u64 {
     SystemTime::now()
