@@ -261,6 +261,10 @@ pub enum MapRole {
     Zeros,
     /// The stack traces `stack()` and `ustack()` record (a `StackTrace` map).
     Stacks,
+    /// The system calls a probe attached to `raw_syscalls` stands for: an array indexed by the
+    /// call's number less the ABI's base, each value the call's event name (what `probename`
+    /// gives), empty for the calls it does not trace. Its entries are in [`MapDef::init`].
+    SyscallNames,
 }
 
 /// The value layout of aggregation maps, and merging the values of several CPUs.
@@ -435,6 +439,9 @@ pub struct MapDef {
     pub max_entries: u32,
     /// Where the script declares it.
     pub span: Span,
+    /// Entries (key, value bytes) the map holds before any probe is attached; the key is an
+    /// array index.
+    pub init: Vec<(u32, Vec<u8>)>,
 }
 
 /// A value inside an output record.

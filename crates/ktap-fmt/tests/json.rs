@@ -32,6 +32,7 @@ fn map(name: &str, role: MapRole, key: ValueType, value: ValueType, value_size: 
         value_size,
         max_entries: 2048,
         span: Span::default(),
+        init: Vec::new(),
     }
 }
 

@@ -49,6 +49,7 @@ fn table(name: &str, key: ValueType, value: ValueType) -> MapDef {
         value_size: value.size(),
         max_entries: 2048,
         span: Span::default(),
+        init: Vec::new(),
     }
 }
 

@@ -65,20 +65,19 @@ pub fn compile(
         match block.kind {
             BlockKind::Probe { event } => probes.push(Probe {
                 name: event.name.clone(),
-                // The program of a redirected syscall tracepoint tests the call's number itself.
-                event: match ktap_bpf::syscalls::redirect(
-                    &opts.target,
-                    &event.category,
-                    &event.name,
-                ) {
-                    Some((raw, _)) => Event::Tracepoint {
-                        category: "raw_syscalls".into(),
-                        name: raw.into(),
-                    },
-                    None => Event::Tracepoint {
-                        category: event.category,
-                        name: event.name,
-                    },
+                event: Event::Tracepoint {
+                    category: event.category,
+                    name: event.name,
+                },
+                func,
+                span: block.span,
+            }),
+            // Its program tests the call's number itself.
+            BlockKind::Syscalls { raw, name } => probes.push(Probe {
+                name,
+                event: Event::Tracepoint {
+                    category: "raw_syscalls".into(),
+                    name: raw.into(),
                 },
                 func,
                 span: block.span,
@@ -210,6 +209,26 @@ pub fn listing(prog: &Program) -> String {
             When::End => "trace_end".to_string(),
         };
         block(name, &u.func);
+    }
+    // Maps that start with entries: a key and the value as text (the names of the calls a
+    // probe on raw_syscalls stands for).
+    for (i, m) in prog
+        .maps
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.init.is_empty())
+    {
+        s.push_str(&format!(
+            "map[{}] {}: {} of {} entries\n",
+            i,
+            m.name,
+            m.init.len(),
+            m.max_entries
+        ));
+        for (key, value) in &m.init {
+            let text = value.split(|b| *b == 0).next().unwrap_or_default();
+            s.push_str(&format!("{:4}: {}\n", key, String::from_utf8_lossy(text)));
+        }
     }
     s
 }

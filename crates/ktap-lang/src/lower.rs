@@ -16,7 +16,8 @@ use crate::types::{
 use ktap_bpf::arch::{self, ArgLoc, CallKind, RegSlot};
 use ktap_bpf::helpers as h;
 use ktap_bpf::insn::*;
-use ktap_bpf::kernel::TpFormat;
+use ktap_bpf::kernel::{TpField, TpFormat};
+use ktap_bpf::syscalls;
 use ktap_bpf::{
     agg, Action, Field, Format, MapDef, MapKind, MapRole, Span, ValueType, RECORD_HEADER, TAG_BOOL,
     TAG_NIL, TAG_NUM, TAG_STR,
@@ -59,6 +60,12 @@ pub enum BlockKind {
     Probe {
         event: TpFormat,
     },
+    /// Many syscall events in one program on `raw_syscalls:RAW` (`sys_enter` or `sys_exit`);
+    /// `name` says which in messages.
+    Syscalls {
+        raw: &'static str,
+        name: String,
+    },
     /// A kprobe or uprobe.
     Site {
         site: ProbeSite,
@@ -90,6 +97,45 @@ fn vtype(t: Ty) -> ValueType {
         Ty::Nil | Ty::Unknown => ValueType::Nil,
         _ => ValueType::Int,
     }
+}
+
+/// Lowers a trace item's body once for a syscall group, as one program on `raw_syscalls`; `None`
+/// when the body reads a field that is not the same in every event of the group (nothing of
+/// the attempt is kept then).
+fn lower_syscall_group(
+    g: &mut Shared,
+    group: &SyscallGroup,
+    probename_cap: u32,
+    stmts: &[&Stmt],
+    tr: &Trace,
+    filter: Option<&FilterExpr>,
+) -> Result<Option<LoweredBlock>, Diagnostic> {
+    let saved = g.clone();
+    g.field_uses.clear();
+    let names = g.syscall_names(group, round8(probename_cap));
+    let base = syscalls::base(g.target.arch);
+    let ir = {
+        let mut f = FnLower::new(g, Mode::Kernel, Some(group.events[0].0));
+        f.filter = filter;
+        f.syscalls = Some((names, base));
+        f.run(stmts, tr.span)?
+    };
+    if !same_reads(&group.events, &g.field_uses) {
+        *g = saved;
+        return Ok(None);
+    }
+    let name = match group.events.as_slice() {
+        [(e, _)] => e.name.clone(),
+        events => format!("{} ({} system calls)", group.raw, events.len()),
+    };
+    Ok(Some(LoweredBlock {
+        kind: BlockKind::Syscalls {
+            raw: group.raw,
+            name,
+        },
+        ir,
+        span: tr.span,
+    }))
 }
 
 /// Lowers every block of a checked script.
@@ -130,7 +176,46 @@ pub fn lower(
             }
             Item::Trace(tr) => {
                 let stmts: Vec<&Stmt> = tr.body.stmts.iter().collect();
-                for ev in &typed.traces[&i].events {
+                let info = &typed.traces[&i];
+                let filter = tr.filter.as_ref().map(|f| &f.expr);
+                let (groups, mut single) = syscall_groups(&info.events, target);
+                // Pushed after the events attached one by one (`run` holds the lists until then).
+                let (mut merged, mut merged_errors) = (Vec::new(), Vec::new());
+                for group in groups {
+                    match lower_syscall_group(
+                        &mut g,
+                        &group,
+                        info.probename_cap,
+                        &stmts,
+                        tr,
+                        filter,
+                    ) {
+                        Ok(Some(block)) => merged.push(block),
+                        // The body reads something that differs between the events: each is
+                        // a program of its own, still on raw_syscalls where the events do
+                        // not fire.
+                        Ok(None) if syscalls::events_fire(target.arch) => {
+                            single.extend(group.events.iter().map(|(e, _)| *e))
+                        }
+                        Ok(None) => {
+                            for one in group.events {
+                                let alone = SyscallGroup {
+                                    raw: group.raw,
+                                    events: vec![one],
+                                };
+                                let cap = info.probename_cap;
+                                match lower_syscall_group(&mut g, &alone, cap, &stmts, tr, filter) {
+                                    Ok(Some(block)) => merged.push(block),
+                                    Ok(None) => {}
+                                    Err(d) => merged_errors.push(d),
+                                }
+                            }
+                        }
+                        Err(d) => merged_errors.push(d),
+                    }
+                }
+                single.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+                for ev in single {
                     run(
                         &mut g,
                         BlockKind::Probe { event: ev.clone() },
@@ -138,11 +223,11 @@ pub fn lower(
                         &stmts,
                         tr.span,
                         Some(ev),
-                        tr.filter.as_ref().map(|f| &f.expr),
+                        filter,
                         None,
                     );
                 }
-                for site in &typed.traces[&i].others {
+                for site in &info.others {
                     run(
                         &mut g,
                         BlockKind::Site { site: site.clone() },
@@ -154,6 +239,8 @@ pub fn lower(
                         Some(site),
                     );
                 }
+                blocks.extend(merged);
+                errors.extend(merged_errors);
             }
             Item::Profile { period, body, span } => {
                 let stmts: Vec<&Stmt> = body.stmts.iter().collect();
@@ -249,7 +336,88 @@ impl Runtime {
     }
 }
 
+/// What a probe body reads of its event's record, so that one program can stand for several
+/// syscall events when each such read means the same in all of them.
+#[derive(Clone, Debug)]
+enum FieldUse {
+    Named(String),
+    Arg(u32),
+    Argstr,
+}
+
+/// Syscall events one program on `raw_syscalls:RAW` stands for, each with its numbers.
+struct SyscallGroup<'e> {
+    raw: &'static str,
+    events: Vec<(&'e TpFormat, Vec<u32>)>,
+}
+
+/// Splits a trace item's events into the syscall groups that ride on `raw_syscalls`
+/// ([`syscalls::MERGE_MIN`] or more events of one kind, or any number where the kernel's
+/// syscall events do not fire) and the events attached one by one.
+fn syscall_groups(
+    events: &[TpFormat],
+    target: ktap_bpf::Target,
+) -> (Vec<SyscallGroup<'_>>, Vec<&TpFormat>) {
+    let mut rest = Vec::new();
+    if !events.iter().any(|e| e.category == "syscalls") {
+        return (Vec::new(), events.iter().collect());
+    }
+    let table = syscalls::Table::new(target.arch);
+    let mut enter = SyscallGroup {
+        raw: "sys_enter",
+        events: Vec::new(),
+    };
+    let mut exit = SyscallGroup {
+        raw: "sys_exit",
+        events: Vec::new(),
+    };
+    for e in events {
+        let nums = syscalls::split(&e.category, &e.name)
+            .map(|(raw, call)| (raw, table.numbers(call)))
+            .filter(|(_, nums)| !nums.is_empty());
+        match nums {
+            Some(("sys_enter", nums)) => enter.events.push((e, nums)),
+            Some((_, nums)) => exit.events.push((e, nums)),
+            None => rest.push(e),
+        }
+    }
+    let mut groups = Vec::new();
+    for g in [enter, exit] {
+        if g.events.len() >= syscalls::MERGE_MIN || !syscalls::events_fire(target.arch) {
+            if !g.events.is_empty() {
+                groups.push(g);
+            }
+        } else {
+            rest.extend(g.events.into_iter().map(|(e, _)| e));
+        }
+    }
+    rest.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+    (groups, rest)
+}
+
+/// Whether every read `uses` lists finds the same bytes, read the same way, in each event.
+fn same_reads(events: &[(&TpFormat, Vec<u32>)], uses: &[FieldUse]) -> bool {
+    let same = |a: Option<&TpField>, b: Option<&TpField>| match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            (a.offset, a.size, a.signed, a.array_len) == (b.offset, b.size, b.signed, b.array_len)
+        }
+        _ => false,
+    };
+    let Some((first, _)) = events.first() else {
+        return true;
+    };
+    uses.iter().all(|u| match u {
+        FieldUse::Argstr => false,
+        FieldUse::Named(n) => events.iter().all(|(e, _)| same(e.field(n), first.field(n))),
+        FieldUse::Arg(i) => events
+            .iter()
+            .all(|(e, _)| same(e.args().nth(*i as usize), first.args().nth(*i as usize))),
+    })
+}
+
 /// State shared by every block: maps and formats.
+#[derive(Clone)]
 struct Shared<'a> {
     typed: &'a Typed,
     target: ktap_bpf::Target,
@@ -277,6 +445,8 @@ struct Shared<'a> {
     argstr_map: Option<u32>,
     /// Formats by their content, so a print inlined twice or in many probes shares one id.
     format_ids: HashMap<(String, Vec<Field>, u32), u32>,
+    /// What the block being lowered reads of its event's record.
+    field_uses: Vec<FieldUse>,
 }
 
 impl<'a> Shared<'a> {
@@ -318,6 +488,7 @@ impl<'a> Shared<'a> {
                 value_size,
                 max_entries: t.capacity,
                 span: t.span,
+                init: Vec::new(),
             });
         }
         let zeros = typed
@@ -337,6 +508,7 @@ impl<'a> Shared<'a> {
                     value_size: size,
                     max_entries: 1,
                     span: Span::default(),
+                    init: Vec::new(),
                 });
                 maps.len() as u32 - 1
             });
@@ -351,6 +523,7 @@ impl<'a> Shared<'a> {
             value_size: 4,
             max_entries: 0,
             span: Span::default(),
+            init: Vec::new(),
         });
         let mut global_off = Vec::new();
         let mut size = 0;
@@ -394,6 +567,7 @@ impl<'a> Shared<'a> {
                 value_size: 8,
                 max_entries: typed.tables.len() as u32,
                 span: Span::default(),
+                init: Vec::new(),
             });
             Some(maps.len() as u32 - 1)
         };
@@ -408,6 +582,7 @@ impl<'a> Shared<'a> {
                 value_size: size,
                 max_entries: 1,
                 span: Span::default(),
+                init: Vec::new(),
             });
             Some(maps.len() as u32 - 1)
         } else {
@@ -434,7 +609,36 @@ impl<'a> Shared<'a> {
             events: Vec::new(),
             argstr_map: None,
             format_ids: HashMap::new(),
+            field_uses: Vec::new(),
         }
+    }
+
+    /// The [`MapRole::SyscallNames`] map of a syscall group: each number's event name in a
+    /// value of `cap` bytes.
+    fn syscall_names(&mut self, group: &SyscallGroup, cap: u32) -> u32 {
+        let base = syscalls::base(self.target.arch);
+        let mut init = Vec::new();
+        for (e, nums) in &group.events {
+            let mut value = vec![0u8; cap as usize];
+            let n = e.name.len().min(cap as usize - 1);
+            value[..n].copy_from_slice(&e.name.as_bytes()[..n]);
+            init.extend(nums.iter().map(|nr| (nr - base, value.clone())));
+        }
+        init.sort();
+        let max_entries = init.last().map_or(1, |(k, _)| k + 1);
+        self.maps.push(MapDef {
+            name: format!("ktap_{}_calls", group.raw),
+            kind: MapKind::Array,
+            role: MapRole::SyscallNames,
+            key: ValueType::Int,
+            value: ValueType::Str(cap),
+            key_size: 4,
+            value_size: cap,
+            max_entries,
+            span: Span::default(),
+            init,
+        });
+        self.maps.len() as u32 - 1
     }
 
     fn format(&mut self, action: Action, fields: Vec<Field>, size: u32, span: Span) -> u32 {
@@ -507,6 +711,11 @@ struct FnLower<'s, 'a> {
     filter: Option<&'s FilterExpr>,
     /// The kprobe or uprobe this function serves, if it is one.
     site: Option<&'s ProbeSite>,
+    /// For a program on `raw_syscalls` standing for a syscall group: its names map and the
+    /// ABI's base number; `event` is then the group's first event.
+    syscalls: Option<(u32, u32)>,
+    /// That names map's entry for the current call, looked up at entry.
+    call_name: Option<VReg>,
     /// The top-level code, which records the values probes take from userspace first.
     init_runtime: bool,
     ctx: VReg,
@@ -532,6 +741,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
             event,
             filter: None,
             site: None,
+            syscalls: None,
+            call_name: None,
             init_runtime: false,
             ctx: 0,
             gp: None,
@@ -572,27 +783,61 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
         }
-        if let Some((_, nr)) = self
-            .event
-            .and_then(|e| ktap_bpf::syscalls::redirect(&self.g.target, &e.category, &e.name))
-        {
-            // The program runs for every system call (raw_syscalls): only its own passes.
+        if let Some((names, base)) = self.syscalls {
+            // The program runs for every system call (raw_syscalls): only the calls in its
+            // names map, whose entries are not empty, pass.
             let id = self.f.new_reg();
             self.push(Inst::Load {
-                size: BPF_DW,
+                size: if self.g.target.word_size == 8 {
+                    BPF_DW
+                } else {
+                    BPF_W
+                },
                 dst: id,
                 base: Base::V(self.ctx),
                 off: 8,
             });
-            let ours = self.f.new_label();
+            if base != 0 {
+                self.push(Inst::Alu {
+                    op: BPF_SUB,
+                    dst: id,
+                    src: Opnd::Imm(base as i32),
+                    w32: false,
+                });
+            }
+            let key = self.alloc(8, self.span)?;
+            self.push(Inst::Store {
+                size: BPF_W,
+                base: Base::Fp,
+                off: key,
+                src: Opnd::V(id),
+            });
+            let p = self.lookup(names, key);
+            let (found, ours) = (self.f.new_label(), self.f.new_label());
             self.push(Inst::Jmp {
-                op: BPF_JEQ,
-                a: id,
-                b: Opnd::Imm(nr as i32),
+                op: BPF_JNE,
+                a: p,
+                b: Opnd::Imm(0),
+                target: found,
+            });
+            self.push(Inst::Exit { code: Opnd::Imm(0) });
+            self.push(Inst::Label(found));
+            let first = self.f.new_reg();
+            self.push(Inst::Load {
+                size: BPF_B,
+                dst: first,
+                base: Base::V(p),
+                off: 0,
+            });
+            self.push(Inst::Jmp {
+                op: BPF_JNE,
+                a: first,
+                b: Opnd::Imm(0),
                 target: ours,
             });
             self.push(Inst::Exit { code: Opnd::Imm(0) });
             self.push(Inst::Label(ours));
+            self.call_name = Some(p);
         }
         if let (Mode::Kernel, Some(cpu)) = (self.mode, self.g.cpu) {
             let r = self.f.new_reg();
@@ -1712,7 +1957,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 span,
             } => {
                 self.span = *span;
-                let tp = self.event.and_then(|ev| ev.field(&field.name)).cloned();
+                self.g.field_uses.push(FieldUse::Named(field.name.clone()));
+                let tp = self
+                    .event
+                    .and_then(|ev| ev.field(&field.name))
+                    .map(|f| self.record_field(f));
                 match value {
                     FilterValue::Num(n) => {
                         let v = if field.name == "common_pid" {
@@ -2812,7 +3061,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                         return self.fetch_value(site, f, ty, e.span);
                     }
                     let ty = self.ty(e);
-                    let field = self.event.and_then(|ev| ev.field(&name.name)).cloned();
+                    self.g.field_uses.push(FieldUse::Named(name.name.clone()));
+                    let field = self
+                        .event
+                        .and_then(|ev| ev.field(&name.name))
+                        .map(|f| self.record_field(f));
                     return self.tp_field(field.as_ref(), ty, e.span);
                 }
                 Err(self.err(e.span, "`table.field` is not supported yet"))
@@ -2977,6 +3230,27 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             BuiltinVar::Cpu => Ok(Val::Num(Opnd::V(call(self, h::GET_SMP_PROCESSOR_ID)))),
             BuiltinVar::Probename => {
+                if let (Some(p), Some((names, _))) = (self.call_name, self.syscalls) {
+                    // The call's name, copied out of the names map's entry.
+                    let size = self.g.maps[names as usize].value_size;
+                    let off = self.alloc(size, e.span)?;
+                    let t = self.f.new_reg();
+                    for w in 0..size / 8 {
+                        self.push(Inst::Load {
+                            size: BPF_DW,
+                            dst: t,
+                            base: Base::V(p),
+                            off: (w * 8) as i16,
+                        });
+                        self.push(Inst::Store {
+                            size: BPF_DW,
+                            base: Base::Fp,
+                            off: off + (w * 8) as i16,
+                            src: Opnd::V(t),
+                        });
+                    }
+                    return Ok(Val::Str { off, size });
+                }
                 let name = match (self.event, self.site) {
                     (Some(ev), _) => ev.name.clone(),
                     (None, Some(site)) => site.symbol().to_string(),
@@ -2990,14 +3264,21 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 self.const_str(off, size, name.as_bytes());
                 Ok(Val::Str { off, size })
             }
-            BuiltinVar::Argstr => Ok(Val::Argstr),
+            BuiltinVar::Argstr => {
+                self.g.field_uses.push(FieldUse::Argstr);
+                Ok(Val::Argstr)
+            }
             BuiltinVar::Arg(i) => {
                 if let Some(site) = self.site {
                     let ty = self.ty(e);
                     return self.site_arg(site, u32::from(i), ty, e.span);
                 }
                 let ty = self.ty(e);
-                let field = self.event.and_then(|ev| ev.args().nth(i as usize)).cloned();
+                self.g.field_uses.push(FieldUse::Arg(u32::from(i)));
+                let field = self
+                    .event
+                    .and_then(|ev| ev.args().nth(i as usize))
+                    .map(|f| self.record_field(f));
                 self.tp_field(field.as_ref(), ty, e.span)
             }
         }
@@ -3253,6 +3534,20 @@ impl<'s, 'a> FnLower<'s, 'a> {
             w32: false,
         });
         Opnd::V(r)
+    }
+
+    /// Where field `f` of the event is in the record the program gets. On `raw_syscalls` the
+    /// call's number is a `long`, so on a 64-bit big-endian target the `int` `__syscall_nr`
+    /// is its second half.
+    fn record_field(&self, f: &ktap_bpf::kernel::TpField) -> ktap_bpf::kernel::TpField {
+        let t = self.g.target;
+        let mut f = f.clone();
+        if self.syscalls.is_some()
+            && (f.offset, f.size, t.word_size, t.endian) == (8, 4, 8, Endian::Big)
+        {
+            f.offset = 12;
+        }
+        f
     }
 
     /// Reads a tracepoint field from the context (0 or "" when this event lacks it).
@@ -3733,6 +4028,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             value_size: 8 * depth,
             max_entries: STACK_ENTRIES,
             span: Span::default(),
+            init: Vec::new(),
         });
         self.g.maps.len() as u32 - 1
     }
@@ -3752,6 +4048,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             value_size: SCRATCH_SIZE,
             max_entries: 1,
             span: Span::default(),
+            init: Vec::new(),
         });
         let m = self.g.maps.len() as u32 - 1;
         self.g.scratch = Some(m);
@@ -4880,6 +5177,7 @@ impl Shared<'_> {
             value_size: round8(size),
             max_entries: 1,
             span: Span::default(),
+            init: Vec::new(),
         });
         let m = self.maps.len() as u32 - 1;
         self.argstr_map = Some(m);

@@ -308,6 +308,7 @@ mod tests {
             value_size: 8,
             max_entries: 1024,
             span: Span::default(),
+            init: Vec::new(),
         }
     }
 

@@ -160,6 +160,18 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
         });
     }
 
+    // Maps that start with entries (the calls a probe on raw_syscalls stands for) get them
+    // before any probe is attached.
+    for (slot, def) in slots.iter().zip(&prog.maps) {
+        let Some(data) = slot.data.as_ref() else {
+            continue;
+        };
+        for (index, value) in &def.init {
+            maps::update(data.fd().as_fd(), &index.to_ne_bytes(), value, 0)
+                .map_err(|e| Session::access_error(slot, "filling in", e))?;
+        }
+    }
+
     // SAFETY: epoll_create1 has no memory preconditions; a non-negative result is a new
     // descriptor that nothing else owns.
     let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };

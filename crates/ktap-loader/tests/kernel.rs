@@ -42,6 +42,7 @@ fn map(name: &str, kind: MapKind, role: MapRole, key: u32, value: u32, entries: 
         value_size: value,
         max_entries: entries,
         span: Span::default(),
+        init: Vec::new(),
     }
 }
 

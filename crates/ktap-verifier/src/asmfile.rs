@@ -178,6 +178,7 @@ fn map_def(index: usize, spec: &str) -> Result<MapDef, String> {
         value_size: value,
         max_entries: entries,
         span: Span::default(),
+        init: Vec::new(),
     })
 }
 

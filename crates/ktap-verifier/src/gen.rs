@@ -91,6 +91,7 @@ fn map(name: &str, kind: MapKind, key: u32, value: u32) -> MapDef {
         value_size: value,
         max_entries: 64,
         span: Span::default(),
+        init: Vec::new(),
     }
 }
 

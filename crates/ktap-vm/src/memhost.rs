@@ -53,7 +53,8 @@ pub struct MemHost {
 }
 
 impl MemHost {
-    /// Empty maps laid out as `maps` says, with array indices read in `endian` order.
+    /// Maps laid out as `maps` says, empty but for their initial entries, with array indices
+    /// read in `endian` order.
     pub fn new(maps: &[MapDef], endian: Endian) -> MemHost {
         let tables = maps
             .iter()
@@ -62,7 +63,9 @@ impl MemHost {
                     MapKind::Hash | MapKind::PercpuHash | MapKind::StackTrace => {
                         Store::Hash(BTreeMap::new())
                     }
-                    MapKind::Array | MapKind::PercpuArray => Store::Array(BTreeMap::new()),
+                    MapKind::Array | MapKind::PercpuArray => {
+                        Store::Array(m.init.iter().cloned().collect())
+                    }
                     MapKind::PerfEventArray => Store::Events,
                 },
                 key_size: m.key_size as usize,

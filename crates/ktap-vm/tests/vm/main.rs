@@ -66,6 +66,7 @@ pub fn map(kind: MapKind, key_size: u32, value_size: u32, max_entries: u32) -> M
         value_size,
         max_entries,
         span: Span::default(),
+        init: Vec::new(),
     }
 }
 
