@@ -2,6 +2,8 @@
 //! and their record layouts. The loader reads them from tracefs; tests and cross-compiles supply
 //! them as data. Parsing tracefs' text lives here because it is pure.
 
+use std::sync::Arc;
+
 /// One field of a tracepoint record, as its `format` file describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -43,8 +45,9 @@ pub struct TpFormat {
     pub category: String,
     pub name: String,
     pub id: u32,
-    /// All fields, common ones first, in record order.
-    pub fields: Vec<TpField>,
+    /// All fields, common ones first, in record order; shared, because a glob's events can
+    /// be hundreds of copies of one layout (`syscalls:sys_exit_*`).
+    pub fields: Arc<[TpField]>,
     /// The `print fmt:` line, as the kernel renders the event.
     pub print_fmt: String,
 }
@@ -105,7 +108,7 @@ pub fn parse_tp_format(category: &str, text: &str) -> Result<TpFormat, FormatErr
         category: category.to_string(),
         name,
         id,
-        fields,
+        fields: fields.into(),
         print_fmt,
     })
 }
@@ -188,6 +191,13 @@ pub trait Kernel {
 
 /// Glob match with `*` (any run) and `?` (one character), as tracefs patterns use them.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // The common `prefix*` (`sys_enter_*`, matched against every event of a category) needs
+    // no backtracking.
+    if let Some(prefix) = pattern.strip_suffix('*') {
+        if !prefix.bytes().any(|b| b == b'*' || b == b'?') {
+            return text.starts_with(prefix);
+        }
+    }
     fn go(p: &[u8], t: &[u8]) -> bool {
         match p.split_first() {
             None => t.is_empty(),

@@ -285,6 +285,11 @@ impl<'a> Elf<'a> {
 
     /// The functions defined in the file (for `ktap -lf ELF`), at their probe addresses.
     pub fn functions(&self) -> Result<Functions<'a>, ElfError> {
+        self.functions_named(|_| true)
+    }
+
+    /// [`Elf::functions`], of those whose names `keep` accepts.
+    fn functions_named(&self, keep: impl Fn(&str) -> bool) -> Result<Functions<'a>, ElfError> {
         let opd = self
             .section(".opd")
             .filter(|_| self.machine == machine::PPC64)
@@ -294,7 +299,7 @@ impl<'a> Elf<'a> {
         let mut list = Vec::new();
         for s in self.symbols()? {
             let ifunc = s.kind == SymKind::IFunc;
-            if !(s.kind == SymKind::Func || ifunc) || !s.is_defined() {
+            if !(s.kind == SymKind::Func || ifunc) || !s.is_defined() || !keep(s.name) {
                 continue;
             }
             let mut addr = s.value;
@@ -360,7 +365,13 @@ impl<'a> Elf<'a> {
 
     /// The function `name` names (see [`Functions::find`]).
     pub fn find_function(&self, name: &str) -> Result<Function<'a>, ElfError> {
-        self.functions()?.find(name)
+        // Only that name's entries are gathered (a C library defines thousands of functions);
+        // all of them only when it is missing, for the suggestions.
+        let base = name.split_once('@').map_or(name, |(b, _)| b);
+        match self.functions_named(|n| n == base)?.find(name) {
+            Err(ElfError::SymbolNotFound { .. }) => self.functions()?.find(name),
+            found => found,
+        }
     }
 
     /// The file offset a uprobe on function `name` takes.

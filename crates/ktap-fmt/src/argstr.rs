@@ -66,7 +66,7 @@ impl Renderer {
         };
         Renderer {
             name: format.name.clone(),
-            fields: format.fields.clone(),
+            fields: format.fields.to_vec(),
             style,
         }
     }
@@ -1133,7 +1133,8 @@ mod tests {
                 field("common_pid", "int", 4, 4, true),
                 field("x", "long", 8, 8, true),
                 field("u", "unsigned int", 16, 4, false),
-            ],
+            ]
+            .into(),
             print_fmt: print_fmt.into(),
         }
     }
@@ -1256,10 +1257,12 @@ mod tests {
     #[test]
     fn arrays_and_null_names() {
         let mut f = fmt(r#""NR %ld (%lx, %lx)", REC->x, REC->args[0], REC->args[1]"#);
-        f.fields.push(TpField {
+        let mut fields = f.fields.to_vec();
+        fields.push(TpField {
             array_len: Some(2),
             ..field("args", "unsigned long", 24, 16, false)
         });
+        f.fields = fields.into();
         let mut r = rec(1, 0);
         r.resize(24, 0);
         r.extend_from_slice(&0xau64.to_le_bytes());

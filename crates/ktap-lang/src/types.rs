@@ -719,6 +719,14 @@ impl<'l> Checker<'l> {
 
     fn expand_events(&mut self, script: &Script, kernel: &dyn Kernel) {
         let mut all: Option<Vec<String>> = None;
+        // Reading an event's format costs the kernel a file per event (over 700 for
+        // `syscalls:*`); a script that never names a field needs only the events' names.
+        let names_fields = mentions_event_fields(script);
+        let argstr = mentions_argstr(script);
+        // Every `syscalls:sys_exit_*` record has the same layout (`__syscall_nr`, `ret`: the
+        // kernel defines their fields in one place), so one format stands for all of them
+        // unless `argstr` needs each event's own.
+        let mut exit_format: Option<TpFormat> = None;
         for (i, item) in script.items.iter().enumerate() {
             let Item::Trace(tr) = item else { continue };
             let mut events = Vec::new();
@@ -739,8 +747,31 @@ impl<'l> Checker<'l> {
                             continue;
                         }
                         for (c, n) in found {
+                            if !names_fields && tr.filter.is_none() {
+                                events.push(TpFormat {
+                                    category: c,
+                                    name: n,
+                                    id: 0,
+                                    fields: Vec::new().into(),
+                                    print_fmt: String::new(),
+                                });
+                                continue;
+                            }
+                            let exit = c == "syscalls" && n.starts_with("sys_exit_") && !argstr;
+                            if let (true, Some(f)) = (exit, &exit_format) {
+                                events.push(TpFormat {
+                                    name: n,
+                                    ..f.clone()
+                                });
+                                continue;
+                            }
                             match kernel.tp_format(&c, &n) {
-                                Ok(f) => events.push(f),
+                                Ok(f) => {
+                                    if exit {
+                                        exit_format = Some(f.clone());
+                                    }
+                                    events.push(f)
+                                }
                                 Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                             }
                         }
@@ -943,13 +974,18 @@ impl<'l> Checker<'l> {
                     self.stmt(s, &top, true);
                 }
                 Item::Trace(tr) => {
-                    let info = self.t.traces.get(&i).cloned();
+                    // Taken out while its body is checked, not copied: a glob's events can be
+                    // hundreds of formats.
+                    let info = self.t.traces.remove(&i);
                     let ctx = Ctx {
                         mode: Mode::Kernel,
                         trace: info.as_ref(),
                         func: None,
                     };
                     self.block(&tr.body, &ctx);
+                    if let Some(info) = info {
+                        self.t.traces.insert(i, info);
+                    }
                 }
                 Item::TraceEnd { body, .. } | Item::Tick { body, .. } => self.block(body, &top),
                 Item::Profile { body, .. } => {
@@ -2419,4 +2455,78 @@ pub fn callee_name(callee: &Expr) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Whether any code of the script names an event's fields: `args`, `argstr` or `argN`
+/// (functions included, since their bodies are inlined into probes).
+fn mentions_event_fields(script: &Script) -> bool {
+    mentions(script, &|n| {
+        n == "args"
+            || n == "argstr"
+            || n.strip_prefix("arg")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// Whether any code of the script names `argstr`.
+fn mentions_argstr(script: &Script) -> bool {
+    mentions(script, &|n| n == "argstr")
+}
+
+/// Whether any code of the script has a name `name` accepts.
+fn mentions(script: &Script, name: &dyn Fn(&str) -> bool) -> bool {
+    type Names<'a> = &'a dyn Fn(&str) -> bool;
+    fn expr(e: &Expr, n: Names) -> bool {
+        let x = |e: &Expr| expr(e, n);
+        match &e.kind {
+            ExprKind::Name(s) => n(s),
+            ExprKind::Index { obj, key } => x(obj) || x(key),
+            ExprKind::Field { obj, .. } => x(obj),
+            ExprKind::Call { callee, args } => x(callee) || args.iter().any(x),
+            ExprKind::Binary { lhs, rhs, .. } => x(lhs) || x(rhs),
+            ExprKind::Unary { expr: e, .. } => x(e),
+            ExprKind::Table(items) => items.iter().any(|i| match i {
+                TableItem::Positional(v) | TableItem::Named(_, v) => x(v),
+                TableItem::Keyed(k, v) => x(k) || x(v),
+            }),
+            ExprKind::Nil | ExprKind::Bool(_) | ExprKind::Number(_) | ExprKind::Str(_) => false,
+        }
+    }
+    fn block(b: &Block, n: Names) -> bool {
+        b.stmts.iter().any(|s| stmt(s, n))
+    }
+    fn stmt(s: &Stmt, n: Names) -> bool {
+        let x = |e: &Expr| expr(e, n);
+        let b = |bl: &Block| block(bl, n);
+        match &s.kind {
+            StmtKind::Var { values, .. } => values.iter().any(x),
+            StmtKind::Assign { targets, values } => targets.iter().chain(values).any(x),
+            StmtKind::AddAssign { target, value } | StmtKind::Aggregate { target, value } => {
+                x(target) || x(value)
+            }
+            StmtKind::Expr(e) => x(e),
+            StmtKind::If { arms, otherwise } => {
+                arms.iter().any(|(c, body)| x(c) || b(body)) || otherwise.as_ref().is_some_and(b)
+            }
+            StmtKind::While { cond, body } | StmtKind::Repeat { body, cond } => x(cond) || b(body),
+            StmtKind::ForNum {
+                start,
+                end,
+                step,
+                body,
+                ..
+            } => x(start) || x(end) || step.as_ref().is_some_and(x) || b(body),
+            StmtKind::ForIn { iter, body, .. } => x(iter) || b(body),
+            StmtKind::Return(v) => v.as_ref().is_some_and(x),
+            StmtKind::Function(f) => b(&f.body),
+            StmtKind::Break => false,
+        }
+    }
+    script.items.iter().any(|item| match item {
+        Item::Stmt(s) => stmt(s, name),
+        Item::Trace(t) => block(&t.body, name),
+        Item::TraceEnd { body, .. } | Item::Tick { body, .. } | Item::Profile { body, .. } => {
+            block(body, name)
+        }
+    })
 }

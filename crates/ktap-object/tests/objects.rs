@@ -39,11 +39,13 @@ fn assumptions_are_the_tracepoints_read() {
         .iter_mut()
         .find(|f| f.name == "sys_enter_openat")
         .unwrap();
-    open.fields
+    let mut fields = open.fields.to_vec();
+    fields
         .iter_mut()
         .find(|f| f.name == "filename")
         .unwrap()
         .offset = 32;
+    open.fields = fields.into();
     let moved = KernelDesc::new(t, "other".into(), formats);
     let e = obj.kernel.check(&moved).unwrap_err();
     assert!(
