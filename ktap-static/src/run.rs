@@ -7,6 +7,7 @@ use crate::signals;
 use ktap_bpf::{Function, Program, Source, Target, When};
 use ktap_lang::{compile, diag, Options};
 use std::io::{BufWriter, Write};
+use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -166,6 +167,7 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
         return 1;
     }
     let mut child: Option<Child> = None;
+    let mut pid_fd: Option<OwnedFd> = None;
     // A script whose every block runs in userspace has nothing to trace: like ktap, it ends
     // after its top-level code (and trace_end), unless it has a workload to wait for.
     let traces = !prog.probes.is_empty()
@@ -179,7 +181,15 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
         }
         if !a.cmd.is_empty() {
             match Command::new(&a.cmd[0]).args(&a.cmd[1..]).spawn() {
-                Ok(c) => child = Some(c),
+                Ok(c) => {
+                    // The wait for output ends when the workload does, not at the next
+                    // timeout; kernels without pidfds (before 5.3) keep the timeout.
+                    if let Some(fd) = pidfd(c.id()) {
+                        let _ = session.wake_on(fd.as_fd());
+                        pid_fd = Some(fd);
+                    }
+                    child = Some(c)
+                }
                 Err(e) => {
                     eprintln!("ktap: cannot run `{}`: {}", a.cmd[0], e);
                     return 1;
@@ -190,6 +200,7 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
     }
     session.stop_probes();
     drain(session, output);
+    drop(pid_fd);
     if let Some(mut c) = child {
         // Tracing stopped before the workload ended (Ctrl-C, exit()): it is ours, end it.
         if matches!(c.try_wait(), Ok(None)) {
@@ -212,6 +223,15 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
     } else {
         output.exit.map_or(0, |c| c as i32)
     }
+}
+
+/// A descriptor that becomes readable when process `pid` exits, if the kernel has pidfds.
+fn pidfd(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the descriptor is new and owned here alone.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// "Tracing... Hit Ctrl-C to end.", on standard error with `-f json`, whose standard output

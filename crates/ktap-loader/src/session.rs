@@ -2,7 +2,7 @@
 //! every map, program, link and perf buffer, and [`load`] that makes one.
 
 use crate::{elf, error, maps, LoadError, TracefsKernel};
-use std::os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 use std::{io, thread};
 
@@ -327,6 +327,31 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
 }
 
 impl Session {
+    /// Makes [`Session::poll`] return as soon as `fd` is readable too (a pidfd, when the
+    /// workload exits), instead of at its timeout.
+    pub fn wake_on(&self, fd: BorrowedFd<'_>) -> Result<(), LoadError> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: u64::MAX,
+        };
+        // SAFETY: both descriptors are open and `ev` is a valid epoll_event.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if rc < 0 {
+            return Err(LoadError::system(
+                io::Error::last_os_error(),
+                "watch the workload",
+            ));
+        }
+        Ok(())
+    }
+
     /// Waits up to `timeout` for output and hands each record to `on_record`; returns how many
     /// were delivered. A record is cut to its format's size (the kernel pads samples to 8
     /// bytes plus a 4-byte header); records whose first 8 bytes name no known format are
