@@ -2220,7 +2220,10 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::Label(keep));
         }
         if self.g.maps[map as usize].value_size > agg::HIST {
-            // Bucket: 0 for v <= 0, else 1 + floor(log2 v), by a binary search on the bits.
+            // Bucket: 0 for v <= 0, else 1 + floor(log2 v), by a binary search on the bits
+            // without branches (a branch per step would make the verifiers walk every path):
+            // a step's shift is `sh` when `y >> sh` is not zero, which is the sign bit of
+            // `-(y >> sh)` (`y` is positive, so `y >> sh` is below 2^63), moved to `sh`'s bit.
             let (idx, y, t) = (self.f.new_reg(), self.f.new_reg(), self.f.new_reg());
             let put = self.f.new_label();
             self.push(Inst::Mov {
@@ -2241,35 +2244,27 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 dst: y,
                 src: Opnd::V(v),
             });
-            for sh in [32, 16, 8, 4, 2, 1] {
-                let skip = self.f.new_label();
+            let alu = |f: &mut Self, op: u8, dst: VReg, src: Opnd| {
+                f.push(Inst::Alu {
+                    op,
+                    dst,
+                    src,
+                    w32: false,
+                })
+            };
+            for sh in [32i32, 16, 8, 4, 2, 1] {
                 self.push(Inst::Mov {
                     dst: t,
                     src: Opnd::V(y),
                 });
-                self.push(Inst::Alu {
-                    op: BPF_RSH,
-                    dst: t,
-                    src: Opnd::Imm(sh),
-                    w32: false,
-                });
-                self.push(Inst::Jmp {
-                    op: BPF_JEQ,
-                    a: t,
-                    b: Opnd::Imm(0),
-                    target: skip,
-                });
-                self.push(Inst::Mov {
-                    dst: y,
-                    src: Opnd::V(t),
-                });
-                self.push(Inst::Alu {
-                    op: BPF_ADD,
-                    dst: idx,
-                    src: Opnd::Imm(sh),
-                    w32: false,
-                });
-                self.push(Inst::Label(skip));
+                alu(self, BPF_RSH, t, Opnd::Imm(sh));
+                alu(self, BPF_NEG, t, Opnd::Imm(0));
+                alu(self, BPF_RSH, t, Opnd::Imm(63));
+                if sh > 1 {
+                    alu(self, BPF_LSH, t, Opnd::Imm(sh.trailing_zeros() as i32));
+                }
+                alu(self, BPF_RSH, y, Opnd::V(t));
+                alu(self, BPF_ADD, idx, Opnd::V(t));
             }
             self.push(Inst::Label(put));
             // The clamp lets the kernel's verifier bound the bucket's address.
