@@ -99,6 +99,7 @@ fn program(tracepoints: &[(String, String)]) -> Result<Program, String> {
             })
             .collect(),
         user: Vec::new(),
+        events: Vec::new(),
     })
 }
 

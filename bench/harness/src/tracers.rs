@@ -32,8 +32,7 @@ pub enum Work {
     Hist,
 }
 
-/// Bytes per read(2) in the histogram workload: one bucket, and ktap's bucket loop runs
-/// 11 times per event for it.
+/// Bytes per read(2) in the histogram workload: all in one bucket.
 pub const READ_SIZE: u32 = 1024;
 
 const KTAP_COUNT: &str = "var s = {}
@@ -45,23 +44,13 @@ trace_end {
 }
 ";
 
-/// ktap has no hist() yet: this is samples/syscalls/read_size.kp's bucket function.
+/// A power-of-two histogram of one key, like ply's (bpftrace's has no key).
 const KTAP_HIST: &str = "var sizes = {}
-function bucket(n) {
-	var b = 0
-	for (i = 0, 40) {
-		if (n < (1 << i)) {
-			break
-		}
-		b = 1 << i
-	}
-	return b
-}
 trace syscalls:sys_enter_read {
-	sizes[bucket(args.count)] += 1
+	sizes[\"size\"] <<< args.count
 }
 trace_end {
-	print_hist(sizes)
+	hist(sizes[\"size\"])
 }
 ";
 
