@@ -10,6 +10,7 @@ use ktap_bpf::Program;
 use ktap_vm::{Host, MemHost, ENOENT};
 use std::cell::RefCell;
 use std::fmt;
+use std::os::fd::{AsRawFd as _, BorrowedFd, RawFd};
 use std::time::Duration;
 
 /// Why something needs the loader this build does not have.
@@ -33,6 +34,8 @@ pub struct Session {
     maps: RefCell<MemHost>,
     value_sizes: Vec<usize>,
     key_sizes: Vec<usize>,
+    /// A descriptor whose readiness ends a wait early (the workload's pidfd).
+    wake: Option<RawFd>,
 }
 
 /// Sets up a program's maps; a program with probes needs the loader.
@@ -44,17 +47,38 @@ pub fn load(prog: &Program, _opts: &LoadOptions) -> Result<Session, NoLoader> {
         maps: RefCell::new(MemHost::new(&prog.maps, prog.target.endian)),
         value_sizes: prog.maps.iter().map(|m| m.value_size as usize).collect(),
         key_sizes: prog.maps.iter().map(|m| m.key_size as usize).collect(),
+        wake: None,
     })
 }
 
 impl Session {
-    /// No probes, so no output arrives: waits out the timeout.
+    /// Makes [`Session::poll`] return as soon as `fd` is readable; the caller keeps `fd` open
+    /// while it polls.
+    pub fn wake_on(&mut self, fd: BorrowedFd<'_>) -> Result<(), NoLoader> {
+        self.wake = Some(fd.as_raw_fd());
+        Ok(())
+    }
+
+    /// No probes, so no output arrives: waits out the timeout, or until the descriptor
+    /// [`Session::wake_on`] gave is readable.
     pub fn poll(
         &mut self,
         timeout: Duration,
         _on_record: &mut dyn FnMut(&[u8]),
     ) -> Result<usize, NoLoader> {
-        std::thread::sleep(timeout);
+        match self.wake {
+            Some(fd) => {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+                // SAFETY: `p` is one valid pollfd and the count says so.
+                unsafe { libc::poll(&mut p, 1, ms) };
+            }
+            None => std::thread::sleep(timeout),
+        }
         Ok(0)
     }
     pub fn lost(&self) -> u64 {
