@@ -14,6 +14,8 @@
 //!   index into [`crate::Program::maps`]. Before loading there is no descriptor to show, and the
 //!   kernel's `0xffff...` pointer after loading cannot be turned back into a map, so a pasted
 //!   kernel line of that kind assembles to a plain 64-bit constant.
+//! - A kernel variable (`src == BPF_PSEUDO_BTF_ID`) prints as `r1 = ksym[ID] ll`, `ID` its
+//!   vmlinux BTF id; the kernel prints the bare number.
 //! - An instruction the kernel's syntax cannot express exactly (an unknown opcode, a nonzero
 //!   field the form does not print, a truncated `ld_imm64`) prints as
 //!   `raw code=0x8f dst=1 src=2 off=-3 imm=4`, which the assembler accepts. The kernel would print
@@ -258,6 +260,7 @@ fn ld_text(i: &Insn, next: Option<&Insn>) -> Option<(String, usize)> {
             let text = match i.src {
                 0 => format!("r{d} = {value:#x} ll"),
                 BPF_PSEUDO_MAP_FD if n.imm == 0 => format!("r{d} = map[{}] ll", i.imm as u32),
+                BPF_PSEUDO_BTF_ID if n.imm == 0 => format!("r{d} = ksym[{}] ll", i.imm as u32),
                 _ => return None,
             };
             Some((text, 2))
@@ -1154,6 +1157,15 @@ impl<'a> Parser<'a> {
                 self.need_wide(dst)?;
                 return Ok(Insn::ld_map(dst.n, index).to_vec());
             }
+            (Kind::Ident, "ksym") => {
+                self.pos += 1;
+                self.expect("[")?;
+                let id = self.unsigned("a BTF id", u32::MAX)?;
+                self.expect("]")?;
+                self.eat("ll");
+                self.need_wide(dst)?;
+                return Ok(Insn::ld_ksym(dst.n, id).to_vec());
+            }
             (Kind::Ident, "load_acquire") => {
                 self.pos += 1;
                 self.expect("(")?;
@@ -1449,6 +1461,7 @@ mod tests {
             ),
             (Insn::ld_imm64(R2, 0, 0).to_vec(), "r2 = 0x0 ll"),
             (Insn::ld_map(R1, 3).to_vec(), "r1 = map[3] ll"),
+            (Insn::ld_ksym(R1, 8435).to_vec(), "r1 = ksym[8435] ll"),
             (
                 vec![Insn::ldx(BPF_DW, R1, R10, -8)],
                 "r1 = *(u64 *)(r10 -8)",
@@ -1675,6 +1688,9 @@ mod tests {
             7 => ins(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 1, imm),
             8 => ins(BPF_ALU64 | BPF_MOV | BPF_X, d, s, -1, 0),
             9 => Insn::ld_imm64(d, 0, rng.next() >> rng.below(64)).to_vec(),
+            10 if rng.below(2) == 0 => {
+                Insn::ld_ksym(d, rng.next() as u32 >> rng.below(32)).to_vec()
+            }
             10 => Insn::ld_map(d, rng.next() as u32 >> rng.below(32)).to_vec(),
             11 => ins(BPF_LD | BPF_ABS | narrow, 0, 0, 0, imm),
             12 => ins(BPF_LD | BPF_IND | narrow, 0, s, 0, imm),
@@ -2159,6 +2175,7 @@ processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_sta
             "exit",
             "lock",
             "map",
+            "ksym",
             "ll",
             "atomic64_fetch_add",
             "atomic_cmpxchg",

@@ -149,6 +149,17 @@ impl<'a> Btf<'a> {
         }
     }
 
+    /// The id of the variable called `name` (`BTF_KIND_VAR`: vmlinux lists its per-CPU
+    /// variables) and the bytes of its type, when BTF says.
+    pub fn find_var(&self, name: &str) -> Option<(u32, Option<u32>)> {
+        (1..=self.types.len() as u32).find_map(|id| match self.ty(id) {
+            Some((n, KIND_VAR, _, _, ty, _)) if self.name(n) == name.as_bytes() => {
+                Some((id, self.size(ty)))
+            }
+            _ => None,
+        })
+    }
+
     /// The id of the struct (or union) called `name` that has members.
     pub fn find_struct(&self, name: &str) -> Option<u32> {
         (1..=self.types.len() as u32).find(|&id| {
@@ -271,6 +282,17 @@ pub mod build {
             self.put(0);
             self.put(super::KIND_PTR << 24);
             self.put(to);
+            self.next += 1;
+            self.next - 1
+        }
+
+        /// A global variable of type `ty` (`BTF_KIND_VAR`, linkage global).
+        pub fn var(&mut self, name: &str, ty: u32) -> u32 {
+            let n = self.string(name);
+            self.put(n);
+            self.put(super::KIND_VAR << 24);
+            self.put(ty);
+            self.put(1);
             self.next += 1;
             self.next - 1
         }
@@ -401,6 +423,20 @@ mod tests {
             );
             assert_eq!(btf.member("task_struct", &["nope"]), None);
             assert_eq!(btf.member("mm_struct", &["pgd"]), None);
+        }
+    }
+
+    #[test]
+    fn variables_by_name() {
+        for little in [true, false] {
+            let mut b = Builder::new(little);
+            let int = b.int("int", 4);
+            let var = b.var("__preempt_count", int);
+            let data = b.finish();
+            let btf = Btf::parse(&data).unwrap();
+            assert_eq!(btf.find_var("__preempt_count"), Some((var, Some(4))));
+            assert_eq!(btf.find_var("int"), None);
+            assert_eq!(btf.find_var("pcpu_hot"), None);
         }
     }
 

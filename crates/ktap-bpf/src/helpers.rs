@@ -25,6 +25,8 @@ pub enum Arg {
     Size,
     /// The size of the preceding memory argument: a bounded scalar, possibly 0.
     SizeOrZero,
+    /// A per-CPU kernel variable, as `ld_imm64` with `src = BPF_PSEUDO_BTF_ID` names it.
+    Ksym,
 }
 
 /// What a helper leaves in `r0`.
@@ -34,6 +36,8 @@ pub enum Ret {
     Scalar,
     /// A pointer to the map's value, or 0 when there is none: it must be tested before use.
     MapValueOrNull,
+    /// A pointer to kernel memory the program may read but not write (never null).
+    RdonlyMem,
 }
 
 /// One helper's prototype.
@@ -80,6 +84,8 @@ pub const GET_CURRENT_UID_GID: i32 = 15;
 pub const GET_CURRENT_COMM: i32 = 16;
 /// `get_current_task()`: the current `struct task_struct *`, as a number.
 pub const GET_CURRENT_TASK: i32 = 35;
+/// This CPU's copy of a per-CPU kernel variable (kernel 5.10).
+pub const THIS_CPU_PTR: i32 = 154;
 pub const PERF_EVENT_OUTPUT: i32 = 25;
 pub const GET_STACKID: i32 = 27;
 /// `get_stackid` flag: the user stack rather than the kernel's.
@@ -198,6 +204,7 @@ pub static HELPERS: &[Helper] = &[
         &[UninitMem, SizeOrZero, Anything],
         Ret::Scalar,
     ),
+    kernel(THIS_CPU_PTR, "this_cpu_ptr", &[Ksym], Ret::RdonlyMem),
     user(
         USER_MAP_NEXT_KEY,
         "ktap_map_next_key",

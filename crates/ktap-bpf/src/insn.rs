@@ -90,6 +90,9 @@ pub const BPF_CMPXCHG: i32 = 0xf0 | BPF_FETCH;
 /// `src` of an `ld_imm64` whose immediate names a map (an index into [`crate::Program::maps`]
 /// until the loader replaces it with a file descriptor).
 pub const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `src` of an `ld_imm64` whose immediate is the kernel BTF id of a kernel variable (a
+/// "ksym"); the second half's immediate is 0, for vmlinux's BTF.
+pub const BPF_PSEUDO_BTF_ID: u8 = 3;
 /// `src` of a `call` to another function of the same program (bpf-to-bpf call).
 pub const BPF_PSEUDO_CALL: u8 = 1;
 
@@ -224,6 +227,11 @@ impl Insn {
     /// The two slots of `dst = map[index]`, a map reference the loader relocates.
     pub const fn ld_map(dst: u8, map_index: u32) -> [Insn; 2] {
         Insn::ld_imm64(dst, BPF_PSEUDO_MAP_FD, map_index as u64)
+    }
+    /// The two slots of `dst = ksym[btf_id]`: the address of the kernel variable with that
+    /// vmlinux BTF id.
+    pub const fn ld_ksym(dst: u8, btf_id: u32) -> [Insn; 2] {
+        Insn::ld_imm64(dst, BPF_PSEUDO_BTF_ID, btf_id as u64)
     }
     /// `dst = *(size *)(src + off)`.
     pub const fn ldx(size: u8, dst: u8, src: u8, off: i16) -> Insn {

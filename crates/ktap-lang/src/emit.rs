@@ -355,6 +355,7 @@ impl Emitter<'_> {
                 }
                 Arg::Imm(k) => self.constant(r, k),
                 Arg::Map(m) => self.push2(Insn::ld_map(r, m)),
+                Arg::Ksym(id) => self.push2(Insn::ld_ksym(r, id)),
                 Arg::Fp(off) => self.fp_addr(r, off),
             }
         }

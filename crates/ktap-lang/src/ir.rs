@@ -33,6 +33,8 @@ pub enum Arg {
     Imm(i64),
     /// A map reference (`ld_imm64` with `BPF_PSEUDO_MAP_FD`), by index into the program's maps.
     Map(u32),
+    /// A kernel variable (`ld_imm64` with `BPF_PSEUDO_BTF_ID`), by its vmlinux BTF id.
+    Ksym(u32),
     /// `r10 + off`, the address of a stack buffer.
     Fp(i16),
 }

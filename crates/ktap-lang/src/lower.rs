@@ -3531,6 +3531,29 @@ impl<'s, 'a> FnLower<'s, 'a> {
         Opnd::V(r)
     }
 
+    /// Turns preempt count `r` into 1 when it holds a hardirq, softirq or NMI count, else 0.
+    fn irq_count_set(&mut self, r: VReg) -> VReg {
+        self.push(Inst::Alu {
+            op: BPF_AND,
+            dst: r,
+            src: Opnd::Imm(crate::types::IRQ_COUNT_MASK),
+            w32: false,
+        });
+        let zero = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: r,
+            b: Opnd::Imm(0),
+            target: zero,
+        });
+        self.push(Inst::Mov {
+            dst: r,
+            src: Opnd::Imm(1),
+        });
+        self.push(Inst::Label(zero));
+        r
+    }
+
     /// Where field `f` of the event is in the record the program gets. On `raw_syscalls` the
     /// call's number is a `long`, so on a 64-bit big-endian target the `int` `__syscall_nr`
     /// is its second half.
@@ -4970,6 +4993,24 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let Some(read) = self.g.typed.task_reads.get(name).copied() else {
                     return Err(self.err(e.span, format!("internal: no task field for `{name}`")));
                 };
+                if let TaskRead::PerCpuPreemptCount { var, offset } = read {
+                    // This CPU's copy of the variable, read directly: the helper's result is
+                    // readable kernel memory.
+                    let p = self.f.new_reg();
+                    self.push(Inst::Call {
+                        helper: h::THIS_CPU_PTR,
+                        args: vec![Arg::Ksym(var)],
+                        dst: Some(p),
+                    });
+                    let r = self.f.new_reg();
+                    self.push(Inst::Load {
+                        size: BPF_W,
+                        dst: r,
+                        base: Base::V(p),
+                        off: offset as i16,
+                    });
+                    return Ok(Val::Num(Opnd::V(self.irq_count_set(r))));
+                }
                 let task = self.f.new_reg();
                 self.push(Inst::Call {
                     helper: h::GET_CURRENT_TASK,
@@ -4978,7 +5019,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 });
                 let (offset, size) = match read {
                     TaskRead::Bit { offset, .. } => (offset, 1),
-                    TaskRead::PreemptCount { offset } => (offset, 4),
+                    TaskRead::PreemptCount { offset }
+                    | TaskRead::PerCpuPreemptCount { offset, .. } => (offset, 4),
                 };
                 self.push(Inst::Alu {
                     op: BPF_ADD,
@@ -5005,25 +5047,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
                             w32: false,
                         });
                     }
-                    TaskRead::PreemptCount { .. } => {
-                        self.push(Inst::Alu {
-                            op: BPF_AND,
-                            dst: r,
-                            src: Opnd::Imm(crate::types::IRQ_COUNT_MASK),
-                            w32: false,
-                        });
-                        let zero = self.f.new_label();
-                        self.push(Inst::Jmp {
-                            op: BPF_JEQ,
-                            a: r,
-                            b: Opnd::Imm(0),
-                            target: zero,
-                        });
-                        self.push(Inst::Mov {
-                            dst: r,
-                            src: Opnd::Imm(1),
-                        });
-                        self.push(Inst::Label(zero));
+                    TaskRead::PreemptCount { .. } | TaskRead::PerCpuPreemptCount { .. } => {
+                        self.irq_count_set(r);
                     }
                 }
                 Ok(Val::Num(Opnd::V(r)))

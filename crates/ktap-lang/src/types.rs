@@ -462,6 +462,9 @@ pub enum TaskRead {
     /// `in_interrupt()`: the preempt count, the 32-bit word at `offset` (in the task's
     /// `thread_info`); interrupt context is any hardirq, softirq or NMI count in it.
     PreemptCount { offset: u32 },
+    /// `in_interrupt()` where the preempt count is per CPU (x86): the 32-bit word at `offset`
+    /// in this CPU's copy of the per-CPU variable whose vmlinux BTF id is `var`.
+    PerCpuPreemptCount { var: u32, offset: u32 },
 }
 
 /// The preempt count's hardirq, softirq and NMI bits (`irq_count()` in the kernel).
@@ -495,13 +498,9 @@ pub fn task_read(name: &str, btf: Option<&[u8]>, endian: Endian) -> Result<TaskR
             })
         }
         _ => {
-            let m = btf
-                .member("task_struct", &["thread_info", "preempt_count"])
-                .ok_or(
-                    "`in_interrupt()` reads the preempt count in the task's thread_info, and this \
-                     kernel keeps it per CPU instead (as x86 does), where a BPF program cannot \
-                     read it without kernel symbols ktap does not use",
-                )?;
+            let Some(m) = btf.member("task_struct", &["thread_info", "preempt_count"]) else {
+                return per_cpu_preempt_count(&btf);
+            };
             let mut offset = m.bit_offset / 8;
             // A 64-bit count's low word is its second on a big-endian machine.
             if endian == Endian::Big && m.size == Some(8) {
@@ -509,6 +508,55 @@ pub fn task_read(name: &str, btf: Option<&[u8]>, endian: Endian) -> Result<TaskR
             }
             Ok(TaskRead::PreemptCount { offset })
         }
+    }
+}
+
+/// Where x86 keeps the preempt count: its own per-CPU `int` (`__preempt_count`; some kernels
+/// keep it inside the per-CPU `struct pcpu_hot` instead), which `bpf_this_cpu_ptr()` reaches
+/// through the variable's BTF id.
+fn per_cpu_preempt_count(btf: &ktap_bpf::btf::Btf) -> Result<TaskRead, String> {
+    if let Some((var, Some(4))) = btf.find_var("__preempt_count") {
+        return Ok(TaskRead::PerCpuPreemptCount { var, offset: 0 });
+    }
+    if let (Some((var, _)), Some(m)) = (
+        btf.find_var("pcpu_hot"),
+        btf.member("pcpu_hot", &["preempt_count"]),
+    ) {
+        return Ok(TaskRead::PerCpuPreemptCount {
+            var,
+            offset: m.bit_offset / 8,
+        });
+    }
+    Err(
+        "`in_interrupt()` reads the preempt count, and this kernel's BTF shows it neither in the \
+         task's thread_info nor as a per-CPU variable (`__preempt_count`, `pcpu_hot`)"
+            .into(),
+    )
+}
+
+/// `r` when the kernel can resolve what it reads: the kernel finds a per-CPU variable's address
+/// in kallsyms, which lists data symbols only when built with `CONFIG_KALLSYMS_ALL`. Without
+/// kallsyms to look at (a description of another machine) the kernel's own check remains.
+fn ksym_listed(r: TaskRead, kernel: &dyn Kernel) -> Result<TaskRead, String> {
+    let TaskRead::PerCpuPreemptCount { .. } = r else {
+        return Ok(r);
+    };
+    let Some(syms) = kernel.kallsyms() else {
+        return Ok(r);
+    };
+    let listed = syms.lines().any(|l| {
+        let name = l.split_whitespace().nth(2);
+        name == Some("__preempt_count") || name == Some("pcpu_hot")
+    });
+    if listed {
+        Ok(r)
+    } else {
+        Err(
+            "`in_interrupt()` reads the per-CPU preempt count, whose address the kernel looks up \
+             in kallsyms, and this kernel's kallsyms lists no data symbols (it was built without \
+             CONFIG_KALLSYMS_ALL)"
+                .into(),
+        )
     }
 }
 
@@ -2231,7 +2279,9 @@ impl<'l> Checker<'l> {
                 } else if !self.t.task_reads.contains_key(name) {
                     let kernel = self.kernel;
                     let btf = self.btf.get_or_insert_with(|| kernel.btf());
-                    match task_read(name, btf.as_deref(), self.limits.endian) {
+                    match task_read(name, btf.as_deref(), self.limits.endian)
+                        .and_then(|r| ksym_listed(r, kernel))
+                    {
                         Ok(r) => {
                             self.t.task_reads.insert(name, r);
                         }

@@ -52,7 +52,8 @@ fn check(path: &Path, ext: &str, got: &str) -> Option<String> {
 }
 
 /// x86_64 unless the case has a `# target: ARCH` line; `# cpu: N` and `# timestamps` lines
-/// give ktap's `-C N` and `-T`.
+/// give ktap's `-C N` and `-T`; a `# kernel: ...` line picks the fixture kernel
+/// ([`support::FixtureKernel::for_case`]).
 fn options(src: &Source) -> Options {
     let line = |prefix: &str| src.text.lines().find_map(|l| l.strip_prefix(prefix));
     let arch = line("# target: ").unwrap_or("x86_64");
@@ -67,10 +68,10 @@ fn options(src: &Source) -> Options {
 
 #[test]
 fn ok_cases_compile_to_their_listing() {
-    let k = support::FixtureKernel::new();
     let mut failures = Vec::new();
     for path in cases("ok") {
         let src = source(&path);
+        let k = support::FixtureKernel::for_case(&src.text);
         match compile(&src, &k, &options(&src)) {
             Ok(p) => failures.extend(check(&path, "out", &listing(&p))),
             Err(d) => failures.push(format!(
@@ -85,10 +86,10 @@ fn ok_cases_compile_to_their_listing() {
 
 #[test]
 fn err_cases_fail_with_their_diagnostics() {
-    let k = support::FixtureKernel::new();
     let mut failures = Vec::new();
     for path in cases("err") {
         let src = source(&path);
+        let k = support::FixtureKernel::for_case(&src.text);
         match compile(&src, &k, &options(&src)) {
             Ok(_) => failures.push(format!("{}: compiled, but must fail", path.display())),
             Err(d) => failures.extend(check(&path, "err", &diag::render_all(&d, &src))),

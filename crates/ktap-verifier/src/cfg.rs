@@ -120,7 +120,7 @@ pub fn build(ops: &[Option<Op>], bounded_loops: bool) -> Result<Cfg, VerifyError
                 Ok(t)
             };
             let next = pc
-                + if matches!(op, Op::LdImm { .. } | Op::LdMap { .. }) {
+                + if matches!(op, Op::LdImm { .. } | Op::LdMap { .. } | Op::LdKsym { .. }) {
                     2
                 } else {
                     1
@@ -263,7 +263,9 @@ fn liveness(ops: &[Option<Op>], succs: &[Succs]) -> Vec<u16> {
                 }
                 Op::Neg { dst, .. } | Op::End { dst } => (bit(dst), bit(dst)),
                 Op::MovSx { dst, src, .. } => (bit(src), bit(dst)),
-                Op::LdImm { dst, .. } | Op::LdMap { dst, .. } => (0, bit(dst)),
+                Op::LdImm { dst, .. } | Op::LdMap { dst, .. } | Op::LdKsym { dst, .. } => {
+                    (0, bit(dst))
+                }
                 Op::Ldx { dst, src, .. } => (bit(src), bit(dst)),
                 Op::St { dst, .. } => (bit(dst), 0),
                 Op::Stx { dst, src, .. } => (bit(dst) | bit(src), 0),

@@ -42,6 +42,11 @@ pub enum Op {
         dst: u8,
         map: u32,
     },
+    /// `dst = ksym[btf_id]`: a kernel variable's address (`BPF_PSEUDO_BTF_ID`).
+    LdKsym {
+        dst: u8,
+        btf_id: u32,
+    },
     /// `dst = *(size *)(src + off)`, sign-extending when `sx`.
     Ldx {
         size: u32,
@@ -284,7 +289,7 @@ pub fn decode(insns: &[Insn], maps: &[MapDef], v4: bool) -> Result<Vec<Option<Op
     let mut pc = 0;
     while pc < insns.len() {
         let op = one(insns, pc, maps, v4).map_err(|m| VerifyError::validity(pc, m))?;
-        let wide = matches!(op, Op::LdImm { .. } | Op::LdMap { .. });
+        let wide = matches!(op, Op::LdImm { .. } | Op::LdMap { .. } | Op::LdKsym { .. });
         out.push(Some(op));
         if wide {
             out.push(None);
@@ -429,6 +434,16 @@ fn one(insns: &[Insn], pc: usize, maps: &[MapDef], v4: bool) -> Result<Op, Strin
                         ));
                     }
                     Op::LdMap { dst: i.dst, map }
+                }
+                BPF_PSEUDO_BTF_ID => {
+                    // The second half names the BTF object: 0 is vmlinux, the only one ktap uses.
+                    if next.imm != 0 {
+                        return Err("unrecognized bpf_ld_imm64 insn".into());
+                    }
+                    Op::LdKsym {
+                        dst: i.dst,
+                        btf_id: i.imm as u32,
+                    }
                 }
                 _ => return Err("unrecognized bpf_ld_imm64 insn".into()),
             }

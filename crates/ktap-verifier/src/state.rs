@@ -20,6 +20,10 @@ pub enum PtrKind {
     /// A lookup's result before its null test; registers with the same `id` hold the same
     /// result, so one test settles them all.
     MapValueOrNull { map: u32, id: u32 },
+    /// A per-CPU kernel variable, as `ld_imm64` loads it by BTF id: only helpers take it.
+    Ksym { btf_id: u32 },
+    /// Kernel memory that may be read, not written: one CPU's copy of a per-CPU variable.
+    RdonlyMem,
 }
 
 /// A pointer: fixed offset `off` plus a variable part `var`.
@@ -59,6 +63,8 @@ impl Reg {
                 PtrKind::Map { .. } => "map_ptr",
                 PtrKind::MapValue { .. } => "map_value",
                 PtrKind::MapValueOrNull { .. } => "map_value_or_null",
+                PtrKind::Ksym { .. } => "percpu_ptr_",
+                PtrKind::RdonlyMem => "rdonly_mem",
             },
         }
     }

@@ -481,6 +481,10 @@ impl Walker<'_> {
                 set(st, dst, Reg::Ptr(Ptr::new(PtrKind::Map { map })));
                 Ok(Flow::Next(pc + 2))
             }
+            Op::LdKsym { dst, btf_id } => {
+                set(st, dst, Reg::Ptr(Ptr::new(PtrKind::Ksym { btf_id })));
+                Ok(Flow::Next(pc + 2))
+            }
             Op::Ldx {
                 size,
                 sx,
@@ -788,6 +792,10 @@ impl Walker<'_> {
                 )?;
                 Ok(Reg::Scalar(Scalar::unknown_bytes(size)))
             }
+            PtrKind::RdonlyMem => {
+                rdonly_mem(regno, &p, off, size)?;
+                Ok(Reg::Scalar(Scalar::unknown_bytes(size)))
+            }
             PtrKind::Stack { frame } => {
                 let o = stack_off(regno, &p, off, size)?;
                 self.note_depth(st, frame, o)?;
@@ -837,6 +845,7 @@ impl Walker<'_> {
                 u64::from(size),
                 Align::IfStrict,
             ),
+            PtrKind::RdonlyMem => Err(format!("R{regno} cannot write into rdonly_mem")),
             PtrKind::Stack { frame } => {
                 let o = stack_off(regno, &p, off, size)?;
                 self.note_depth(st, frame, o)?;
@@ -1063,6 +1072,14 @@ impl Walker<'_> {
                     Reg::Ptr(p) if p.kind == PtrKind::Ctx => ctx_base(r, &p)?,
                     _ => return Err(expected("ctx")),
                 },
+                Arg::Ksym => match reg {
+                    Reg::Ptr(Ptr {
+                        kind: PtrKind::Ksym { .. },
+                        off: 0,
+                        ..
+                    }) => {}
+                    _ => return Err(expected("percpu_ptr_")),
+                },
                 Arg::Mem | Arg::UninitMem => {
                     mem = Some((r, mem_arg(r, reg)?, *arg == Arg::UninitMem));
                 }
@@ -1111,6 +1128,7 @@ impl Walker<'_> {
         }
         let r0 = match h.ret {
             Ret::Scalar => Reg::Scalar(Scalar::UNKNOWN),
+            Ret::RdonlyMem => Reg::Ptr(Ptr::new(PtrKind::RdonlyMem)),
             Ret::MapValueOrNull => {
                 let id = self.next_id;
                 self.next_id += 1;
@@ -1223,6 +1241,29 @@ fn ctx_base(regno: u8, p: &Ptr) -> Result<(), String> {
         return Err(format!(
             "variable ctx access var_off={} disallowed",
             p.var.var
+        ));
+    }
+    Ok(())
+}
+
+/// The most a read through [`PtrKind::RdonlyMem`] may reach. The kernel knows the variable's
+/// type from BTF and checks the exact size; ktap's verifier does not see BTF, so it bounds
+/// such reads by a page and leaves the exact check to the kernel.
+const RDONLY_MEM_MAX: i64 = 4096;
+
+/// Checks a `size`-byte read at `off` past read-only memory pointer `p`: at a constant offset,
+/// inside [`RDONLY_MEM_MAX`].
+fn rdonly_mem(regno: u8, p: &Ptr, off: i16, size: u32) -> Result<(), String> {
+    let Some(var) = p.var.value() else {
+        return Err(format!(
+            "R{regno} variable offset into rdonly_mem var_off={} is not allowed",
+            p.var.var
+        ));
+    };
+    let at = i64::from(p.off) + i64::from(off) + var as i64;
+    if at < 0 || at + i64::from(size) > RDONLY_MEM_MAX {
+        return Err(format!(
+            "invalid access to memory, mem_size={RDONLY_MEM_MAX} off={at} size={size}"
         ));
     }
     Ok(())

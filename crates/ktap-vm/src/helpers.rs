@@ -135,6 +135,7 @@ impl Vm<'_, '_> {
             USER_WALL_CLOCK_NS => Ok(self.host.wall_clock_ns()),
             USER_NUM_CPUS => Ok(u64::from(self.host.num_cpus())),
             GET_CURRENT_TASK => Ok(self.host.current_task()),
+            THIS_CPU_PTR => Ok(crate::mem::pointer(Kind::Kernel, 0, 0)),
             USER_KERNEL_RELEASE => {
                 if r[2] == 0 {
                     return Err("R2 invalid zero-sized read".into());

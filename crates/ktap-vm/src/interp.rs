@@ -60,6 +60,13 @@ pub(crate) fn access_message(e: AccessError, reg: usize, how: Access) -> String 
         AccessError::ReadOnly { off, size } => {
             format!("invalid bpf_context access off={off} size={size}: the context is read-only")
         }
+        AccessError::Rdonly { off, size } => match how {
+            Access::Read => format!(
+                "invalid access to memory, mem_size={} off={off} size={size}",
+                crate::mem::KERNEL_MEM
+            ),
+            Access::Write | Access::Indirect => format!("R{reg} cannot write into rdonly_mem"),
+        },
     }
 }
 
@@ -719,6 +726,9 @@ impl<'a, 'c> Vm<'a, 'c> {
                 format!("fd {} is not pointing to valid bpf_map", insn.imm),
             )),
             BPF_PSEUDO_MAP_VALUE => self.direct_value(pc, lo, hi),
+            // A kernel variable: only `bpf_this_cpu_ptr()` takes it, which gives the VM's
+            // read-only zeros whatever the variable.
+            BPF_PSEUDO_BTF_ID if hi == 0 => Ok(u64::from(lo)),
             src => Err(Fault::new(
                 pc,
                 format!("unsupported bpf_ld_imm64 src {src}"),

@@ -31,7 +31,16 @@ pub(crate) enum Kind {
     Stack = 1,
     MapRef = 2,
     MapValue = 3,
+    /// A kernel variable's copy, as `bpf_this_cpu_ptr()` gives it: [`KERNEL_MEM`] zero bytes,
+    /// read-only. The VM runs in a process, never in interrupt context, so a preempt count
+    /// read there is rightly 0.
+    Kernel = 4,
 }
+
+/// The bytes a [`Kind::Kernel`] pointer reaches (a page, the bound ktap's verifier puts on such
+/// reads too).
+pub(crate) const KERNEL_MEM: usize = 4096;
+static ZEROS: [u8; KERNEL_MEM] = [0; KERNEL_MEM];
 
 /// A decoded pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +70,7 @@ pub(crate) fn decode(v: u64) -> Option<Ptr> {
         1 => Kind::Stack,
         2 => Kind::MapRef,
         3 => Kind::MapValue,
+        4 => Kind::Kernel,
         _ => return None,
     };
     Some(Ptr {
@@ -77,6 +87,7 @@ pub(crate) fn type_name(v: u64) -> &'static str {
         Some(Kind::Stack) => "fp",
         Some(Kind::MapRef) => "map_ptr",
         Some(Kind::MapValue) => "map_value",
+        Some(Kind::Kernel) => "rdonly_mem",
         None => "scalar",
     }
 }
@@ -157,6 +168,8 @@ pub(crate) enum AccessError {
     ReadOnly { off: i64, size: u64 },
     /// A store into the value of a map the program may only read (`BPF_F_RDONLY_PROG`).
     ReadOnlyValue { off: i64, size: u64, len: usize },
+    /// Outside a kernel variable's copy, or a store into it.
+    Rdonly { off: i64, size: u64 },
 }
 
 /// A looked-up map value's copy.
@@ -246,6 +259,7 @@ impl<'c> Memory<'c> {
                     .data
             }
             Kind::MapRef => return Err(AccessError::MapRef),
+            Kind::Kernel => &ZEROS[..],
         };
         Ok((region, p))
     }
@@ -327,6 +341,7 @@ impl<'c> Memory<'c> {
                 Ok(&mut slot.data[r])
             }
             Kind::MapRef => Err(AccessError::MapRef),
+            Kind::Kernel => Err(AccessError::Rdonly { off: p.off, size }),
         }
     }
 
@@ -430,6 +445,7 @@ fn bounds(p: Ptr, size: u64, len: usize) -> AccessError {
         },
         // A map reference fails before any bounds are checked; it joins the context here only
         // to keep the match total.
+        Kind::Kernel => AccessError::Rdonly { off: p.off, size },
         Kind::Ctx | Kind::MapRef => AccessError::Ctx { off: p.off, size },
     }
 }

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 pub struct FixtureKernel {
     events: Vec<(String, String, String)>,
+    /// An x86-like kernel: the preempt count is the per-CPU `__preempt_count`, not in the
+    /// task's thread_info, and kallsyms lists it (with `data_symbols`).
+    per_cpu_preempt: bool,
+    data_symbols: bool,
 }
 
 impl Default for FixtureKernel {
@@ -32,7 +36,27 @@ impl FixtureKernel {
             }
         }
         events.sort();
-        FixtureKernel { events }
+        FixtureKernel {
+            events,
+            per_cpu_preempt: false,
+            data_symbols: false,
+        }
+    }
+
+    /// The kernel a case's `# kernel: ...` line asks for: `per-cpu preempt count` (x86's
+    /// layout, its kallsyms listing data symbols) or `per-cpu preempt count, no data symbols`.
+    pub fn for_case(text: &str) -> FixtureKernel {
+        let mut k = FixtureKernel::new();
+        match text.lines().find_map(|l| l.strip_prefix("# kernel: ")) {
+            Some("per-cpu preempt count") => {
+                k.per_cpu_preempt = true;
+                k.data_symbols = true;
+            }
+            Some("per-cpu preempt count, no data symbols") => k.per_cpu_preempt = true,
+            Some(other) => panic!("unknown fixture kernel `{other}`"),
+            None => {}
+        }
+        k
     }
 }
 
@@ -57,10 +81,18 @@ impl Kernel for FixtureKernel {
     }
     fn kallsyms(&self) -> Option<String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        std::fs::read_to_string(root.join("test_data/kallsyms")).ok()
+        let mut syms = std::fs::read_to_string(root.join("test_data/kallsyms")).ok()?;
+        if self.data_symbols {
+            syms.push_str("0000000000020ad0 D __preempt_count\n");
+        }
+        Some(syms)
     }
     fn btf(&self) -> Option<Vec<u8>> {
-        Some(fixture_btf())
+        Some(if self.per_cpu_preempt {
+            per_cpu_preempt_btf()
+        } else {
+            fixture_btf()
+        })
     }
     fn all_tracepoints(&self) -> Vec<String> {
         self.events
@@ -68,6 +100,18 @@ impl Kernel for FixtureKernel {
             .map(|(c, n, _)| format!("{}:{}", c, n))
             .collect()
     }
+}
+
+/// x86's layout: a task without a preempt count (but with `in_iowait`), and the per-CPU
+/// `int __preempt_count` as BTF id 3.
+pub fn per_cpu_preempt_btf() -> Vec<u8> {
+    use ktap_bpf::btf::build::Builder;
+    let mut b = Builder::new(true);
+    let u32t = b.int("unsigned int", 4);
+    let int = b.int("int", 4);
+    b.var("__preempt_count", int);
+    b.record("task_struct", 4096, false, &[("in_iowait", u32t, 2051, 1)]);
+    b.finish()
 }
 
 /// A kernel's BTF with just the task_struct members ktap reads: `in_iowait` at bit 2051 (byte

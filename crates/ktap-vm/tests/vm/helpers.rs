@@ -185,3 +185,28 @@ fn probe_read_checks_its_destination() {
     let (ret, bytes) = probe(&mut host, &mut [], PROBE_READ, 0, &ld64(R3, FOREIGN)).unwrap();
     assert_eq!((ret, bytes), (-ktap_vm::EFAULT, [0xff; 16]));
 }
+
+/// A per-CPU kernel variable reads as zeros in the VM (a process is never in interrupt
+/// context), and the memory `bpf_this_cpu_ptr()` gives cannot be written.
+#[test]
+fn this_cpu_ptr_gives_read_only_zeros() {
+    let read = asm(&[
+        &Insn::ld_ksym(R1, 8435),
+        &[
+            Insn::call(THIS_CPU_PTR),
+            Insn::ldx(BPF_W, R0, R0, 0),
+            Insn::exit(),
+        ],
+    ]);
+    assert_eq!(exec(&read), Ok(0));
+    let write = asm(&[
+        &Insn::ld_ksym(R1, 8435),
+        &[
+            Insn::call(THIS_CPU_PTR),
+            Insn::st(BPF_W, R0, 0, 1),
+            Insn::mov64_imm(R0, 0),
+            Insn::exit(),
+        ],
+    ]);
+    assert!(fault(exec(&write)).message.contains("rdonly_mem"));
+}
