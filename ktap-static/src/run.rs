@@ -262,6 +262,7 @@ fn event_loop(
             _ => None,
         })
         .collect();
+    let started = Instant::now();
     loop {
         if signals::stop_requested() || output.exit.is_some() {
             return true;
@@ -270,12 +271,21 @@ fn event_loop(
             if !matches!(c.try_wait(), Ok(None)) {
                 return true;
             }
+            output.printer.symbolizer().remember(c.id());
         }
         let now = Instant::now();
         let next_tick = ticks.iter().map(|t| t.1).min();
         let mut wait = Duration::from_millis(100);
         if let Some(t) = next_tick {
             wait = wait.min(t.saturating_duration_since(now));
+        }
+        // A dynamically linked workload maps its libraries just after it starts: its memory
+        // map is read every 10 ms for a while, so the last copy has them.
+        if child.is_some()
+            && output.printer.symbolizer().wants_maps()
+            && started.elapsed() < Duration::from_millis(300)
+        {
+            wait = wait.min(Duration::from_millis(10));
         }
         let mut records = Vec::new();
         if let Err(e) = session.poll(wait, &mut |r| records.push(r.to_vec())) {

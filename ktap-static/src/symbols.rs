@@ -5,8 +5,9 @@
 use ktap_bpf::arch::Kallsyms;
 use ktap_bpf::{Action, MapRole, Program};
 use ktap_fmt::Symbolizer;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// One file's functions: (start, size, name), sorted by start.
 type FileSyms = Vec<(u64, u64, String)>;
@@ -21,6 +22,10 @@ struct Mapping {
 
 pub struct Symbols {
     kernel: Option<Kallsyms>,
+    /// The program records stacks, so user stacks may need a process's memory map.
+    stacks: bool,
+    /// When [`Symbols::remember`] last read a map.
+    remembered: Cell<Option<Instant>>,
     /// Per process, its file mappings (read once, when first asked).
     maps: RefCell<HashMap<u32, Vec<Mapping>>>,
     /// Per file, its functions (parsed once).
@@ -41,8 +46,34 @@ impl Symbols {
             .map(|t| Kallsyms::parse(&t));
         Symbols {
             kernel,
+            stacks,
+            remembered: Cell::new(None),
             maps: RefCell::new(HashMap::new()),
             files: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether [`Symbols::remember`] has anything to do: the program records stacks.
+    pub fn wants_maps(&self) -> bool {
+        self.stacks
+    }
+
+    /// Reads process `pid`'s memory map now (at most every 10 ms), so that its user stacks
+    /// can still be named after it has exited, when `/proc/PID/maps` is gone: the workload of
+    /// `ktap -- cmd` usually has by the time `trace_end` prints.
+    pub fn remember(&self, pid: u32) {
+        if !self.stacks
+            || self
+                .remembered
+                .get()
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(10))
+        {
+            return;
+        }
+        self.remembered.set(Some(Instant::now()));
+        let m = read_maps(pid);
+        if !m.is_empty() {
+            self.maps.borrow_mut().insert(pid, m);
         }
     }
 

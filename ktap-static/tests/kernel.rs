@@ -1366,6 +1366,31 @@ fn sample_syscall_stacks_profiles_user_stacks() {
     );
 }
 
+/// User stacks as table keys, walked with pairs() in trace_end, are named after the workload
+/// has exited: ktap keeps the last copy of its memory map (the workload's `syscall` comes from
+/// the C library it maps at start).
+#[test]
+fn user_stack_keys_are_named_after_the_workload_exits() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var s = {} trace probe:/lib/x86_64-linux-gnu/libc.so.6:syscall { if (execname == \"ktap-workload\") { s[ustack(4)] += 1 } } trace_end { for (k, v in pairs(s)) { print(v) print(k) } }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "20000",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    let lines: Vec<&str> = so.lines().collect();
+    assert_eq!(lines.first(), Some(&"20000"), "{so}");
+    assert_eq!(lines.get(1), Some(&"    syscall"), "{so}");
+    assert_nothing_left(&se);
+}
+
 #[test]
 fn sample_cxx_throw_counts_exceptions() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());

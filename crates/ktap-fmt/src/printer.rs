@@ -137,6 +137,11 @@ pub struct Printer<S> {
 
 impl<S: Symbolizer> Printer<S> {
     /// A printer of text that names `%p` addresses with `sym`.
+    /// The symbolizer it names addresses with.
+    pub fn symbolizer(&self) -> &S {
+        &self.sym
+    }
+
     pub fn new(sym: S) -> Printer<S> {
         Printer {
             sym,

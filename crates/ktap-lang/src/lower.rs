@@ -1610,6 +1610,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let off = self.alloc(size, span)?;
                 Local::Buf { off, size }
             }
+            // A user stack is two words (its id, and the task it was taken in), kept as a
+            // 16-byte buffer like a table key of that type.
+            Ty::UStack => {
+                let off = self.alloc(16, span)?;
+                Local::Buf { off, size: 16 }
+            }
             Ty::Any(n) => {
                 let size = 8 + round8(n);
                 let off = self.alloc(size, span)?;
@@ -2505,6 +2511,12 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     let off = self.alloc(size, key.span)?;
                     self.copy_str((off, size), Val::Any { off: cur, size });
                     Local::Any { off, size }
+                }
+                // Its id and its task: both words, or it prints as no stack at all.
+                ValueType::UStack => {
+                    let off = self.alloc(16, key.span)?;
+                    self.copy_str((off, 16), Val::Str { off: cur, size: 16 });
+                    Local::Buf { off, size: 16 }
                 }
                 _ => {
                     let v = self.f.new_reg();
