@@ -4,7 +4,7 @@
 use crate::host::{Output, VmHost};
 use crate::loader::{self as ktap_loader, LoadOptions, Session, TracefsKernel};
 use crate::signals;
-use ktap_bpf::{Function, Program, Source, Target, When};
+use ktap_bpf::{Event, Function, Program, Source, Target, When};
 use ktap_lang::{compile, diag, Options};
 use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
@@ -86,7 +86,10 @@ pub fn run(mut a: RunArgs) -> i32 {
     let mut session = match ktap_loader::load(&prog, &LoadOptions::default()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ktap: {}", e);
+            match kprobe_problem(&prog, &e) {
+                Some(d) => eprint!("{}", diag::render_all(&[d], &prog.source)),
+                None => eprintln!("ktap: {}", e),
+            }
             return 1;
         }
     };
@@ -223,6 +226,23 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
     } else {
         output.exit.map_or(0, |c| c as i32)
     }
+}
+
+/// For a kprobe the kernel would not attach, what kallsyms and the kprobe blacklist say is wrong
+/// with its function (no such function, with near names; not a function; blacklisted), at the
+/// probe's place in the script. The compiler leaves plain names to this check, since reading
+/// kallsyms is slow.
+fn kprobe_problem(prog: &Program, e: &ktap_loader::LoadError) -> Option<diag::Diagnostic> {
+    let ktap_loader::LoadError::Attach { probe, .. } = e else {
+        return None;
+    };
+    let (p, symbol) = prog.probes.iter().find_map(|p| match &p.event {
+        Event::Kprobe { symbol, .. } if p.name == *probe => Some((p, symbol)),
+        _ => None,
+    })?;
+    let kernel = TracefsKernel::new().ok()?;
+    let msg = ktap_lang::types::kprobe_symbol_problem(&kernel, symbol)?;
+    Some(diag::Diagnostic::error(p.span, msg))
 }
 
 /// A descriptor that becomes readable when process `pid` exits, if the kernel has pidfds.

@@ -1391,6 +1391,27 @@ fn user_stack_keys_are_named_after_the_workload_exits() {
     assert_nothing_left(&se);
 }
 
+/// A kprobe's function is checked against kallsyms only when the kernel refuses it: a typo is
+/// one located message with near names, and a real function on this kernel (which has no
+/// kprobes) says so.
+#[test]
+fn kprobe_refusals_name_the_reason() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(&["-q", "-e", "trace probe:vfs_raed { }"]);
+    assert_eq!(out.status.code(), Some(1));
+    let se = text(&out.stderr);
+    assert!(
+        se.starts_with("-e:1:1: error: no kernel function `vfs_raed`; did you mean `vfs_read`"),
+        "{se}"
+    );
+    if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        let out = run(&["-q", "-e", "trace probe:vfs_read { }"]);
+        assert_eq!(out.status.code(), Some(1));
+        let se = text(&out.stderr);
+        assert!(se.contains("this kernel has no kprobes"), "{se}");
+    }
+}
+
 #[test]
 fn sample_cxx_throw_counts_exceptions() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());

@@ -274,44 +274,47 @@ pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
     }
 }
 
-/// The kernel functions a kprobe's symbol names (a glob expands over kallsyms, without the
-/// kprobe blacklist).
+/// The kernel functions a kprobe's symbol names. A glob expands over kallsyms, without the
+/// kprobe blacklist. A plain name is taken as it is: reading kallsyms costs the kernel tens of
+/// milliseconds (a second on a slow board), and the kernel checks the name when the probe is
+/// attached; [`kprobe_symbol_problem`] then says what was wrong with it.
 fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, String> {
-    let Some(text) = kernel.kallsyms() else {
-        if symbol.contains(['*', '?']) {
-            return Err(format!(
-                "`{symbol}` is a pattern, and this kernel's symbols (/proc/kallsyms) are not available"
-            ));
-        }
+    if !symbol.contains(['*', '?']) {
         return Ok(vec![symbol.to_string()]);
+    }
+    let Some(text) = kernel.kallsyms() else {
+        return Err(format!(
+            "`{symbol}` is a pattern, and this kernel's symbols (/proc/kallsyms) are not available"
+        ));
     };
     let syms = ktap_bpf::arch::Kallsyms::parse(&text);
     let blacklist =
         ktap_bpf::arch::KprobeBlacklist::parse(&kernel.kprobe_blacklist().unwrap_or_default());
-    if symbol.contains(['*', '?']) {
-        let mut names: Vec<String> = syms
-            .functions_matching(symbol, &blacklist)
-            .into_iter()
-            .map(|s| s.name.clone())
-            .collect();
-        names.sort();
-        names.dedup();
-        if names.is_empty() {
-            return Err(format!("no kernel function matches `{symbol}`"));
-        }
-        return Ok(names);
+    let mut names: Vec<String> = syms
+        .functions_matching(symbol, &blacklist)
+        .into_iter()
+        .map(|s| s.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Err(format!("no kernel function matches `{symbol}`"));
     }
+    Ok(names)
+}
+
+/// Why a kprobe on kernel function `symbol` cannot be attached, as far as kallsyms and the
+/// kprobe blacklist tell: no such function (with near names), not a function, blacklisted.
+/// `None` when they see nothing wrong (or are not readable), so the kernel's own reason stands.
+pub fn kprobe_symbol_problem(kernel: &dyn Kernel, symbol: &str) -> Option<String> {
+    let syms = ktap_bpf::arch::Kallsyms::parse(&kernel.kallsyms()?);
+    let blacklist =
+        ktap_bpf::arch::KprobeBlacklist::parse(&kernel.kprobe_blacklist().unwrap_or_default());
     match syms.lookup(symbol) {
-        Some(s) if s.is_function() => {
-            if blacklist.contains_name(symbol) {
-                Err(format!(
-                    "`{symbol}` is on the kernel's kprobe blacklist: it cannot be probed"
-                ))
-            } else {
-                Ok(vec![symbol.to_string()])
-            }
-        }
-        Some(_) => Err(format!("`{symbol}` is a kernel symbol but not a function")),
+        Some(s) if s.is_function() => blacklist.contains_name(symbol).then(|| {
+            format!("`{symbol}` is on the kernel's kprobe blacklist: it cannot be probed")
+        }),
+        Some(_) => Some(format!("`{symbol}` is a kernel symbol but not a function")),
         None => {
             let near = suggest(
                 symbol,
@@ -324,7 +327,7 @@ fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, Stri
             if !near.is_empty() {
                 msg.push_str(&format!("; did you mean `{}`?", near.join("`, `")));
             }
-            Err(msg)
+            Some(msg)
         }
     }
 }

@@ -122,3 +122,29 @@ fn big_endian_targets_encode_the_same_program_swapped() {
         be.probes[0].func.insns
     );
 }
+
+/// A kprobe on a plain name compiles without reading kallsyms; when the kernel will not attach
+/// it, this says why from kallsyms (the binary prints it at the probe).
+#[test]
+fn kprobe_symbol_problems_come_from_kallsyms() {
+    use ktap_lang::types::kprobe_symbol_problem;
+    let k = support::FixtureKernel::new();
+    assert_eq!(kprobe_symbol_problem(&k, "vfs_read"), None);
+    assert_eq!(
+        kprobe_symbol_problem(&k, "vfs_raed").as_deref(),
+        Some("no kernel function `vfs_raed`; did you mean `vfs_read`?")
+    );
+    assert_eq!(
+        kprobe_symbol_problem(&k, "do_sys_open").as_deref(),
+        Some("no kernel function `do_sys_open`; did you mean `do_sys_openat2`?")
+    );
+    assert_eq!(
+        kprobe_symbol_problem(&k, "some_data").as_deref(),
+        Some("`some_data` is a kernel symbol but not a function")
+    );
+    let src = Source {
+        name: "t.kp".into(),
+        text: "trace probe:vfs_raed { }\n".into(),
+    };
+    assert!(compile(&src, &k, &options(&src)).is_ok());
+}

@@ -8,6 +8,7 @@ use std::{io, thread};
 
 use aya::maps::perf::{PerfEvent as PerfRecord, PerfEventArrayBuffer};
 use aya::maps::{Map, MapData, MapError, PerfEventArray};
+use aya::programs::kprobe::KProbeError;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
 use aya::programs::trace_point::TracePointError;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeScope};
@@ -871,6 +872,18 @@ fn attach_error(probe: &str, event: &Event, e: ProgramError) -> LoadError {
                 }
                 _ => attach(io_error),
             }
+        }
+        // aya finds the kprobe PMU's type in sysfs: a kernel without kprobes has none.
+        ProgramError::KProbeError(KProbeError::FileError { filename, io_error })
+            if io_error.kind() == io::ErrorKind::NotFound =>
+        {
+            attach(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!(
+                    "this kernel has no kprobes ({} does not exist)",
+                    filename.display()
+                ),
+            ))
         }
         e => attach(io::Error::other(object_error(e).to_string())),
     }
