@@ -217,29 +217,36 @@ fn split_args(text: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Object and function addresses by name, for x86's `sym(%rip)` operands.
-struct Symbols<'a> {
-    list: Vec<(&'a str, u64)>,
+struct Symbols<'e, 'a> {
+    elf: Option<&'e Elf<'a>>,
+    /// Sorted by name, gathered the first time an argument names a symbol: most markers'
+    /// arguments are registers and constants, and a C++ library has tens of thousands.
+    list: std::cell::OnceCell<Vec<(&'a str, u64)>>,
 }
 
-impl<'a> Symbols<'a> {
-    fn new(elf: &Elf<'a>) -> Symbols<'a> {
-        let mut list: Vec<(&str, u64)> = elf
-            .symbols()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.is_defined() && matches!(s.kind, SymKind::Object | SymKind::Func))
-            .map(|s| (s.name, s.value))
-            .collect();
-        list.sort();
-        Symbols { list }
+impl<'e, 'a> Symbols<'e, 'a> {
+    fn new(elf: &'e Elf<'a>) -> Symbols<'e, 'a> {
+        Symbols {
+            elf: Some(elf),
+            list: std::cell::OnceCell::new(),
+        }
     }
 
     fn get(&self, name: &str) -> Option<u64> {
-        let i = self.list.partition_point(|(n, _)| *n < name);
-        self.list
-            .get(i)
-            .filter(|(n, _)| *n == name)
-            .map(|&(_, v)| v)
+        let list = self.list.get_or_init(|| {
+            let mut list: Vec<(&str, u64)> = self
+                .elf
+                .and_then(|elf| elf.symbols().ok())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.is_defined() && matches!(s.kind, SymKind::Object | SymKind::Func))
+                .map(|s| (s.name, s.value))
+                .collect();
+            list.sort();
+            list
+        });
+        let i = list.partition_point(|(n, _)| *n < name);
+        list.get(i).filter(|(n, _)| *n == name).map(|&(_, v)| v)
     }
 }
 
@@ -585,7 +592,8 @@ mod tests {
     #[test]
     fn x86_forms() {
         let syms = Symbols {
-            list: vec![("CheckpointStats", 0x2000), ("NBuffers", 0x3000)],
+            elf: None,
+            list: vec![("CheckpointStats", 0x2000), ("NBuffers", 0x3000)].into(),
         };
         let x = |s| x86_loc(s, 0x1000, &syms);
         assert_eq!(x("%eax"), reg("ax"));
