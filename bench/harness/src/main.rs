@@ -208,10 +208,16 @@ fn run(argv: &[String]) -> Result<(), String> {
     let table = report::render(&results, &a.tools.tracers(), a.rounds, a.events);
     print!("{table}");
     if let Some(path) = &a.results {
+        // The file's later sections (the boards' figures, written from `make bench-board`
+        // runs) are kept.
+        let kept = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|old| old.find("\n## ").map(|i| old[i..].to_string()))
+            .unwrap_or_default();
         let text = format!(
             "# ktap benchmark results\n\nWritten by `make bench` (bench/README.md says how each \
              figure is measured). Machines are noisy: read the medians and ratios, not one \
-             absolute time.\n\n- date: {}\n- machine: {}\n- tools: {}\n\n{table}",
+             absolute time.\n\n- date: {}\n- machine: {}\n- tools: {}\n\n{table}{kept}",
             today(),
             machine(),
             versions.join("; ")
