@@ -17,6 +17,13 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct NoLoader(String);
 
+impl NoLoader {
+    /// Nothing is attached without a loader, so no probe is ever refused.
+    pub fn refused_probe(&self) -> Option<&str> {
+        None
+    }
+}
+
 impl fmt::Display for NoLoader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

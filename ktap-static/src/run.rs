@@ -86,7 +86,7 @@ pub fn run(mut a: RunArgs) -> i32 {
     let mut session = match ktap_loader::load(&prog, &LoadOptions::default()) {
         Ok(s) => s,
         Err(e) => {
-            match kprobe_problem(&prog, &e) {
+            match kprobe_problem(&prog, e.refused_probe()) {
                 Some(d) => eprint!("{}", diag::render_all(&[d], &prog.source)),
                 None => eprintln!("ktap: {}", e),
             }
@@ -232,12 +232,10 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
 /// with its function (no such function, with near names; not a function; blacklisted), at the
 /// probe's place in the script. The compiler leaves plain names to this check, since reading
 /// kallsyms is slow.
-fn kprobe_problem(prog: &Program, e: &ktap_loader::LoadError) -> Option<diag::Diagnostic> {
-    let ktap_loader::LoadError::Attach { probe, .. } = e else {
-        return None;
-    };
+fn kprobe_problem(prog: &Program, probe: Option<&str>) -> Option<diag::Diagnostic> {
+    let probe = probe?;
     let (p, symbol) = prog.probes.iter().find_map(|p| match &p.event {
-        Event::Kprobe { symbol, .. } if p.name == *probe => Some((p, symbol)),
+        Event::Kprobe { symbol, .. } if p.name == probe => Some((p, symbol)),
         _ => None,
     })?;
     let kernel = TracefsKernel::new().ok()?;

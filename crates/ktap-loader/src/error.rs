@@ -99,6 +99,14 @@ pub enum LoadError {
 impl LoadError {
     /// The error for a failed system call while doing `action`: EPERM and ENOSYS become their
     /// own sentences, everything else goes through `other`.
+    /// The probe the kernel would not attach, when that is what failed.
+    pub fn refused_probe(&self) -> Option<&str> {
+        match self {
+            LoadError::Attach { probe, .. } => Some(probe),
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_io(
         source: io::Error,
         action: impl Into<String>,
