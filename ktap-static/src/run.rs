@@ -8,6 +8,7 @@ use ktap_bpf::{Event, Function, Program, Source, Target, When};
 use ktap_lang::{compile, diag, Options};
 use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -183,8 +184,29 @@ fn trace(a: &RunArgs, prog: &Program, session: &mut Session, output: &mut Output
             banner(a.format);
         }
         if !a.cmd.is_empty() {
-            match Command::new(&a.cmd[0]).args(&a.cmd[1..]).spawn() {
+            let mut cmd = Command::new(&a.cmd[0]);
+            cmd.args(&a.cmd[1..]);
+            // A program that records stacks needs the workload's memory map, which a short
+            // workload may take with it before the first look: it stops right after exec
+            // (ptrace's exec stop) until ktap has read it.
+            let hold = output.printer.symbolizer().wants_maps();
+            if hold {
+                // SAFETY: only ptrace(2), which is async-signal-safe, runs between fork and
+                // exec.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            match cmd.spawn() {
                 Ok(c) => {
+                    if hold {
+                        release_at_exec(c.id(), output);
+                    }
                     // The wait for output ends when the workload does, not at the next
                     // timeout; kernels without pidfds (before 5.3) keep the timeout.
                     if let Some(fd) = pidfd(c.id()) {
@@ -241,6 +263,21 @@ fn kprobe_problem(prog: &Program, probe: Option<&str>) -> Option<diag::Diagnosti
     let kernel = TracefsKernel::new().ok()?;
     let msg = ktap_lang::types::kprobe_symbol_problem(&kernel, symbol)?;
     Some(diag::Diagnostic::error(p.span, msg))
+}
+
+/// Waits for child `pid`'s stop after exec (it asked to be traced), reads its memory map, and
+/// lets it go.
+fn release_at_exec(pid: u32, output: &Output) {
+    let pid = pid as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `status` is writable; `pid` is our child, stopped or about to be.
+    let stopped = unsafe { libc::waitpid(pid, &mut status, 0) } == pid && libc::WIFSTOPPED(status);
+    if stopped {
+        output.printer.symbolizer().remember(pid as u32);
+    }
+    // SAFETY: detaching our own tracee, with no signal to deliver (the exec stop's SIGTRAP is
+    // ptrace's, not the program's).
+    unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0) };
 }
 
 /// A descriptor that becomes readable when process `pid` exits, if the kernel has pidfds.

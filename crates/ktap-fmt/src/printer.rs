@@ -451,10 +451,12 @@ fn stack_text(
     let Some(frames) = frames else {
         // get_stackid's error: EFAULT when there is no such stack (a kernel stack sampled in
         // user code); anything else means the stack map could not take it.
-        let why: &[u8] = if id == -14 {
-            b"    [no stack: user code]"
-        } else {
-            b"    [stack not recorded]"
+        // For a user stack, EFAULT means the kernel recorded no frames at all: MIPS kernels
+        // cannot walk user stacks.
+        let why: &[u8] = match (id, ty) {
+            (-14, ValueType::UStack) => b"    [no user stack: this kernel does not walk them]",
+            (-14, _) => b"    [no stack: user code]",
+            _ => b"    [stack not recorded]",
         };
         return Value::Str(why.to_vec());
     };
