@@ -1149,21 +1149,11 @@ impl<'a> Parser<'a> {
                 )
             }
             (Kind::Ident, "map") => {
-                self.pos += 1;
-                self.expect("[")?;
-                let index = self.unsigned("a map index", u32::MAX)?;
-                self.expect("]")?;
-                self.eat("ll");
-                self.need_wide(dst)?;
+                let index = self.pseudo_index(dst, "a map index")?;
                 return Ok(Insn::ld_map(dst.n, index).to_vec());
             }
             (Kind::Ident, "ksym") => {
-                self.pos += 1;
-                self.expect("[")?;
-                let id = self.unsigned("a BTF id", u32::MAX)?;
-                self.expect("]")?;
-                self.eat("ll");
-                self.need_wide(dst)?;
+                let id = self.pseudo_index(dst, "a BTF id")?;
                 return Ok(Insn::ld_ksym(dst.n, id).to_vec());
             }
             (Kind::Ident, "load_acquire") => {
@@ -1218,6 +1208,18 @@ impl<'a> Parser<'a> {
             _ => return Err(self.expected("a value")),
         };
         Ok(vec![insn])
+    }
+
+    /// `map[N] ll` and `ksym[N] ll` after `dst =`, from the keyword on: N, which the two-slot
+    /// load carries in its immediate (a map's index, a variable's BTF id). `what` names N in errors.
+    fn pseudo_index(&mut self, dst: Reg, what: &str) -> Result<u32, AsmError> {
+        self.pos += 1;
+        self.expect("[")?;
+        let n = self.unsigned(what, u32::MAX)?;
+        self.expect("]")?;
+        self.eat("ll");
+        self.need_wide(dst)?;
+        Ok(n)
     }
 
     fn need_wide(&self, dst: Reg) -> Result<(), AsmError> {
