@@ -106,8 +106,8 @@ build: deps
 
 # Tests build in the dev profile: the release profile (fat LTO, one codegen unit, opt-level z) makes
 # every test binary a long serial link on 2 cores, while the tests themselves run in moments.
-# The benchmark harness (its own cargo project) is linted too, so it keeps building against the
-# crates it measures. The suite ends with the board tests: every architecture's real kernel
+# The benchmark harness (its own cargo project) is linted and its own tests run too, so it keeps
+# building against the crates it measures and its process handling stays right. The suite ends with the board tests: every architecture's real kernel
 # under qemu-system.
 test: deps
 	cargo fmt --all --check
@@ -115,6 +115,7 @@ test: deps
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --manifest-path bench/harness/Cargo.toml --target-dir $(TARGET_DIR) --all-targets -- -D warnings
 	cargo test --workspace
+	cargo test --manifest-path bench/harness/Cargo.toml --target-dir $(TARGET_DIR)
 	cargo test -p ktap-verifier --test kernel_diff -- --ignored
 	$(MAKE) --no-print-directory qemu-user
 	$(MAKE) --no-print-directory board-test

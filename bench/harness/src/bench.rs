@@ -101,6 +101,14 @@ impl Results {
     }
 }
 
+/// How long a command that should end by itself may run before it is killed and the round
+/// reported as failed: the workloads and `launch → exit` take well under a second, so this only
+/// ends hangs (ply 2.4's `-c` run has been seen to wait for ever).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// The same for attaching to and detaching from every tracepoint of the glob, which a tracer
+/// that detaches one by one needs about a minute for.
+const GLOB_LIMIT: Duration = Duration::from_secs(300);
+
 /// `items` rotated left by `round`.
 fn rotated<T: Clone>(items: &[T], round: usize) -> Vec<T> {
     let mut v = items.to_vec();
@@ -201,6 +209,15 @@ impl Failed {
     }
 }
 
+impl From<proc::RunError> for Failed {
+    fn from(e: proc::RunError) -> Failed {
+        Failed {
+            message: e.message,
+            again: e.overran,
+        }
+    }
+}
+
 impl From<String> for Failed {
     fn from(message: String) -> Failed {
         Failed {
@@ -233,7 +250,7 @@ fn session(
         _ => None,
     };
     let (wout, werr) = scratch(cfg, "workload");
-    let (_, w) = proc::run(&tools.workload(work, cfg.events), &wout, &werr)?;
+    let (_, w) = proc::run(&tools.workload(work, cfg.events), &wout, &werr, RUN_LIMIT)?;
     let start = p.start;
     let watched = p.interrupt();
     let exit = watched.exit;
@@ -269,7 +286,8 @@ fn session(
 /// The workload alone: its CPU time with nothing attached.
 fn baseline(tools: &Tools, cfg: &Config, work: Work) -> Result<Duration, String> {
     let (out, err) = scratch(cfg, "baseline");
-    let (_, exit) = proc::run(&tools.workload(work, cfg.events), &out, &err)?;
+    let (_, exit) = proc::run(&tools.workload(work, cfg.events), &out, &err, RUN_LIMIT)
+        .map_err(|e| e.message)?;
     Ok(exit.cpu())
 }
 
@@ -342,12 +360,13 @@ pub fn run(tools: &Tools, cfg: &Config) -> Result<Results, String> {
                 continue;
             }
             let (out, err) = scratch(cfg, t.name());
-            match proc::run(&tools.running(t, &trivial), &out, &err) {
+            match proc::run(&tools.running(t, &trivial), &out, &err, RUN_LIMIT) {
                 Ok((wall, exit)) => {
                     r.add(Figure::ExitWall, t, wall.as_secs_f64());
                     r.add(Figure::ExitCpu, t, exit.cpu().as_secs_f64());
                 }
-                Err(e) => r.fail(t, "exit", e),
+                Err(e) if e.overran => r.note(t, "exit", round, e.message),
+                Err(e) => r.fail(t, "exit", e.message),
             }
         }
 
@@ -387,7 +406,7 @@ pub fn run(tools: &Tools, cfg: &Config) -> Result<Results, String> {
                 continue;
             };
             let (out, err) = scratch(cfg, t.name());
-            match proc::run(&argv, &out, &err) {
+            match proc::run(&argv, &out, &err, GLOB_LIMIT) {
                 Ok((wall, _)) => {
                     r.add(Figure::GlobWall, t, wall.as_secs_f64());
                     if t == Tracer::Ktap {
@@ -400,7 +419,8 @@ pub fn run(tools: &Tools, cfg: &Config) -> Result<Results, String> {
                         );
                     }
                 }
-                Err(e) => r.fail(t, "glob", e),
+                Err(e) if e.overran => r.note(t, "glob", round, e.message),
+                Err(e) => r.fail(t, "glob", e.message),
             }
         }
     }

@@ -3,7 +3,7 @@
 //! /proc/PID/fdinfo), their run counts (kernel BPF statistics) and their size (bpftool).
 
 use std::fs::File;
-use std::os::fd::{FromRawFd as _, OwnedFd};
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -150,6 +150,44 @@ impl Spawned {
         rc == 0 && unsafe { info.si_pid() } != 0
     }
 
+    /// Blocks until the process exits or `limit` passes, and says which. A pidfd becomes
+    /// readable the moment the process exits, so the exit time stays as exact as a plain
+    /// wait's, which a polling loop would blur by its interval.
+    fn exits_within(&self, limit: Duration) -> Result<bool, String> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+        if fd < 0 {
+            return Err(format!(
+                "pidfd_open: {} (the harness needs Linux 5.3 or later)",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: the descriptor was just opened and nothing else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd, counted as one.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if rc > 0 {
+                return Ok(true);
+            }
+            let e = std::io::Error::last_os_error();
+            if rc < 0 && e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("poll on a pidfd: {e}"));
+            }
+            if rc == 0 && left.is_zero() {
+                return Ok(false);
+            }
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill has no memory preconditions; the pid is our unreaped child.
         unsafe { libc::kill(self.pid, sig) };
@@ -247,19 +285,40 @@ pub fn stderr_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(3)..].join(" / ")
 }
 
-/// Runs `argv` to its end; its output goes to the files given.
-pub fn run(argv: &[String], out: &Path, err: &Path) -> Result<(Duration, Exit), String> {
-    let p = spawn(argv, out, err)?;
+/// Why [`run`] gave no exit figures.
+pub struct RunError {
+    pub message: String,
+    /// The command ran past its limit and was killed: a hang this time, not a refusal.
+    pub overran: bool,
+}
+
+/// Runs `argv` to its end, killing its process group if it is still running after `limit`;
+/// its output goes to the files given.
+pub fn run(
+    argv: &[String],
+    out: &Path,
+    err: &Path,
+    limit: Duration,
+) -> Result<(Duration, Exit), RunError> {
+    let failed = |what: String, overran| RunError {
+        message: format!("`{}` {what}: {}", argv.join(" "), stderr_tail(err)),
+        overran,
+    };
+    let p = spawn(argv, out, err).map_err(|message| RunError {
+        message,
+        overran: false,
+    })?;
     let start = p.start;
-    let tail = p.stderr.clone();
+    if !p.exits_within(limit).map_err(|e| failed(e, false))? {
+        // Dropping `p` kills the group and reaps it.
+        return Err(failed(
+            format!("did not finish within {limit:?}, killed"),
+            true,
+        ));
+    }
     let exit = p.wait();
     if !exit.success() {
-        return Err(format!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            exit.describe(),
-            stderr_tail(&tail)
-        ));
+        return Err(failed(format!("failed ({})", exit.describe()), false));
     }
     Ok((exit.at - start, exit))
 }
@@ -359,4 +418,39 @@ pub fn xlated_insns(bpftool: &Path, id: u32) -> Option<u64> {
     let rest = &text[text.find("\"bytes_xlated\":")? + "\"bytes_xlated\":".len()..];
     let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse::<u64>().ok().map(|b| b / 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn run_kills_a_command_that_overruns() {
+        let dir = std::env::temp_dir();
+        let (out, err) = (dir.join("ktap-bench-t.out"), dir.join("ktap-bench-t.err"));
+        let began = Instant::now();
+        let e = run(
+            &argv(&["sleep", "30"]),
+            &out,
+            &err,
+            Duration::from_millis(200),
+        )
+        .err()
+        .expect("sleep 30 cannot finish in 200 ms");
+        assert!(e.overran, "{}", e.message);
+        assert!(e.message.contains("did not finish within"), "{}", e.message);
+        assert!(began.elapsed() < Duration::from_secs(10));
+        let (wall, exit) = run(&argv(&["true"]), &out, &err, Duration::from_secs(30))
+            .map_err(|e| e.message)
+            .unwrap();
+        assert!(exit.success() && wall < Duration::from_secs(30));
+        let e = run(&argv(&["false"]), &out, &err, Duration::from_secs(30))
+            .err()
+            .expect("false fails");
+        assert!(!e.overran && e.message.contains("failed"), "{}", e.message);
+    }
 }
