@@ -18,6 +18,9 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 /// panics the kernel and the host would see a crash instead of the result.
 pub fn main() -> ! {
     mount_all();
+    if let Err(e) = loopback_up() {
+        eprintln!("ktap-board: bringing up lo: {e}");
+    }
     let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let param = |key: &str| {
         cmdline
@@ -77,6 +80,37 @@ fn mount_all() {
             eprintln!("ktap-board: mount {fs_type} on {dir}: {e}");
         }
     }
+}
+
+/// Brings the loopback interface up, as any init does: the board has no other network, and the
+/// TCP cases connect to 127.0.0.1, which has no route while `lo` is down.
+fn loopback_up() -> Result<(), std::io::Error> {
+    // SAFETY: socket takes no pointers; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain data; the name is "lo" and NUL, within IFNAMSIZ.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, &b) in req.ifr_name.iter_mut().zip(b"lo") {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: both requests read and write the one ifreq passed, which outlives the calls.
+    let result = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req) != 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req) != 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: fd is the socket opened above, closed once.
+    unsafe { libc::close(fd) };
+    result
 }
 
 fn uname() -> (String, String) {

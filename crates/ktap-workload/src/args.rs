@@ -14,7 +14,8 @@ usage: ktap-workload COMMAND ARGS...
   spin MS        busy-loop for MS milliseconds
   fork N         fork N children, one at a time, each exiting at once
   syscalls N     N rounds of getppid, getpid, read of /dev/zero, write to /dev/null
-  call N         call ktap_workload_add(i, 2*i) for i = 1..N, a function for uprobes";
+  call N         call ktap_workload_add(i, 2*i) for i = 1..N, a function for uprobes
+  connect N      connect a TCP socket to a listener on 127.0.0.1 N times (loopback must be up)";
 
 /// The largest `read SIZE`: the buffer is allocated up front, and an absurd size should be
 /// refused with a message rather than end in an allocation failure.
@@ -33,6 +34,7 @@ pub enum Command {
     Fork { count: u64 },
     Syscalls { count: u64 },
     Call { count: u64 },
+    Connect { count: u64 },
 }
 
 /// Parses the arguments after the program name.
@@ -91,6 +93,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         }),
         "call" => (&["N"], |a| {
             Ok(Command::Call {
+                count: number("N", &a[0])?,
+            })
+        }),
+        "connect" => (&["N"], |a| {
+            Ok(Command::Connect {
                 count: number("N", &a[0])?,
             })
         }),
@@ -167,6 +174,10 @@ mod tests {
             Ok(Command::Syscalls { count: 7 })
         );
         assert_eq!(parse_str(&["call", "3"]), Ok(Command::Call { count: 3 }));
+        assert_eq!(
+            parse_str(&["connect", "2"]),
+            Ok(Command::Connect { count: 2 })
+        );
         assert_eq!(parse_str(&["--help"]), Ok(Command::Help));
     }
 

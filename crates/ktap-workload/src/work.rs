@@ -2,6 +2,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -76,7 +77,27 @@ pub fn run(cmd: &Command) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Connect { count } => connect_loopback(count),
     }
+}
+
+/// `count` IPv4 TCP connections to a listener of its own on 127.0.0.1, each accepted and closed
+/// before the next: every one passes through the kernel's tcp_v4_connect and tcp_connect.
+fn connect_loopback(count: u64) -> Result<(), String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot listen on 127.0.0.1 (is the loopback interface up?): {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("getsockname on the listener: {e}"))?;
+    for _ in 0..count {
+        let stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+        let (accepted, _) = listener
+            .accept()
+            .map_err(|e| format!("accept on {addr}: {e}"))?;
+        drop(stream);
+        drop(accepted);
+    }
+    Ok(())
 }
 
 /// The uprobe target of `call`: a symbol of its own in the binary's symbol table, never

@@ -35,6 +35,7 @@ fn every_command_runs_silently() {
         &["spin", "1"],
         &["fork", "5"],
         &["syscalls", "100"],
+        &["connect", "3"],
     ] {
         assert_silent_success(args);
     }
