@@ -234,6 +234,15 @@ pub fn write_object(prog: &Program) -> Vec<u8> {
 }
 
 /// The map index an `ld_imm64` names, if it is one of the program's maps.
+/// Whether some probe's instructions load map `index`.
+pub(crate) fn probes_load_map(prog: &Program, index: usize) -> bool {
+    prog.probes.iter().any(|p| {
+        p.func.insns.iter().any(|i| {
+            i.is_ld_imm64() && i.src == BPF_PSEUDO_MAP_FD && map_ref(prog, i) == Some(index)
+        })
+    })
+}
+
 fn map_ref(prog: &Program, insn: &Insn) -> Option<usize> {
     let index = insn.imm as u32 as usize;
     (index < prog.maps.len()).then_some(index)

@@ -130,6 +130,14 @@ fn kernel_fds() -> BTreeMap<String, usize> {
     out
 }
 
+/// How many of `fds` are perf events.
+fn perf_events(fds: &BTreeMap<String, usize>) -> usize {
+    fds.iter()
+        .filter(|(t, _)| t.contains("perf_event"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 fn live_ids(ids: &[u32]) -> Vec<u32> {
     aya::programs::loaded_programs()
         .flatten()
@@ -163,25 +171,34 @@ fn getppid() {
     unsafe { libc::getppid() };
 }
 
-#[test]
-fn counts_exactly_the_calls_of_this_thread() {
-    let _serial = serial();
-    let before = kernel_fds();
+/// Counts this thread's getppid calls under key 42 of map 0. Like every compiled program it
+/// also has an output map, which it never writes to.
+fn count_program() -> Program {
     let mut insns = Vec::new();
     insns.extend(only_thread(tid(), 19));
     insns.push(Insn::st(BPF_DW, R10, -8, 42));
     insns.extend(count_key_at_fp8());
     insns.extend(ret0());
     assert_eq!(insns.len(), 24);
-    let prog = program(
-        vec![map("counts", MapKind::Hash, MapRole::Table, 8, 8, 16)],
+    program(
+        vec![
+            map("counts", MapKind::Hash, MapRole::Table, 8, 8, 16),
+            map("output", MapKind::PerfEventArray, MapRole::Output, 4, 4, 0),
+        ],
         vec![],
         vec![probe(
             "sys_enter_getppid",
             tp("syscalls", "sys_enter_getppid"),
             insns,
         )],
-    );
+    )
+}
+
+#[test]
+fn counts_exactly_the_calls_of_this_thread() {
+    let _serial = serial();
+    let before = kernel_fds();
+    let prog = count_program();
     let session = load(&prog, &LoadOptions::default()).unwrap();
     eprintln!(
         "launch -> attached (one tracepoint): {:?}",
@@ -284,6 +301,25 @@ fn output_records_arrive_whole_and_in_number() {
     assert!(t.elapsed() >= Duration::from_millis(25));
     drop(session);
     assert_clean(&before, &ids);
+}
+
+/// Perf buffers (a perf event per online CPU) are opened for a program that writes records,
+/// and not for one that does not: the two sessions differ by exactly that many perf events,
+/// whatever the kernel's links hold.
+#[test]
+fn perf_buffers_only_for_programs_that_write_records() {
+    let _serial = serial();
+    let before = perf_events(&kernel_fds());
+    let opened = |prog: &Program| {
+        let session = load(prog, &LoadOptions::default()).unwrap();
+        let n = perf_events(&kernel_fds()) - before;
+        session.detach();
+        n
+    };
+    let count = opened(&count_program());
+    let output = opened(&output_program());
+    let cpus = aya::util::online_cpus().unwrap().len();
+    assert_eq!(output - count, cpus, "count: {count}, output: {output}");
 }
 
 #[test]
