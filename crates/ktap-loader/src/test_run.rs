@@ -14,9 +14,10 @@ use ktap_bpf::insn::{encode_all, Endian, Insn, BPF_PSEUDO_CALL, BPF_RSH, R0};
 
 use crate::error::LoadError;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
+pub(crate) const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
-const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
+/// The program type every kernel with `bpf()` has.
+pub(crate) const BPF_PROG_TYPE_SOCKET_FILTER: u32 = 1;
 const BPF_PROG_TYPE_SYSCALL: u32 = 31;
 const BPF_F_SLEEPABLE: u32 = 1 << 4;
 /// Bytes of verifier log kept when the kernel refuses a program.
@@ -78,11 +79,6 @@ pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<i64, io::Error> 
 /// Loads `insns` as a sleepable syscall program.
 fn load_syscall(insns: &[Insn]) -> Result<OwnedFd, LoadError> {
     load(BPF_PROG_TYPE_SYSCALL, BPF_F_SLEEPABLE, insns)
-}
-
-/// Loads `insns` as a socket filter, the program type every kernel with `bpf()` has.
-pub(crate) fn load_socket_filter(insns: &[Insn]) -> Result<OwnedFd, LoadError> {
-    load(BPF_PROG_TYPE_SOCKET_FILTER, 0, insns)
 }
 
 fn load(prog_type: u32, prog_flags: u32, insns: &[Insn]) -> Result<OwnedFd, LoadError> {

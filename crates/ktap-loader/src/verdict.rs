@@ -9,10 +9,9 @@ use ktap_bpf::insn::{encode_all, Endian, Insn, BPF_PSEUDO_MAP_FD};
 use ktap_bpf::{MapDef, MapKind};
 
 use crate::error::LoadError;
-use crate::test_run::{bpf, ProgLoadAttr};
+use crate::test_run::{bpf, ProgLoadAttr, BPF_PROG_LOAD};
 
 const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
 /// Room for the verifier's log of a rejected program; since Linux 6.4 a log that does not
 /// fit keeps its end, where the reason is.
 const LOG_SIZE: usize = 1 << 16;

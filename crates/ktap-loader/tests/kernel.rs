@@ -624,6 +624,29 @@ fn startup_time_of_one_probe() {
     }
 }
 
+/// The probe that decides between the kernel and the VM: usable as root; refused without
+/// privileges where this machine's `kernel.unprivileged_bpf_disabled` says so, usable otherwise.
+#[test]
+fn bpf_usable_tells_root_from_an_unprivileged_user() {
+    let _serial = serial();
+    ktap_loader::perf_exec::bpf_usable().unwrap();
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/unprivileged_bpf_disabled")
+        .map_or(true, |s| s.trim() != "0");
+    let unprivileged = std::thread::spawn(|| {
+        // SAFETY: as in an_unprivileged_user_is_told_to_be_root: this thread's effective uid.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, -1i64, 65534i64, -1i64) };
+        assert_eq!(rc, 0);
+        ktap_loader::perf_exec::bpf_usable()
+    })
+    .join()
+    .unwrap();
+    match unprivileged {
+        Err(ktap_loader::LoadError::Permission { .. }) => assert!(disabled),
+        Ok(()) => assert!(!disabled),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
 fn an_unprivileged_user_is_told_to_be_root() {
     let _serial = serial();
