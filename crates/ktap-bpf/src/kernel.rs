@@ -157,6 +157,11 @@ fn parse_field(line: &str) -> Option<TpField> {
     })
 }
 
+/// The bytes of a file the compiler reads, held however the implementation finds cheapest:
+/// a C library is megabytes, of which a uprobe needs the headers and the symbol tables, so the
+/// live kernel's side maps the file instead of reading it all.
+pub type FileBytes = Box<dyn AsRef<[u8]>>;
+
 /// Where the compiler learns which tracepoints exist and what their records hold.
 pub trait Kernel {
     /// Every tracepoint `(category, name)` matching a `category:name` pattern with `*` globs,
@@ -167,7 +172,7 @@ pub trait Kernel {
     /// Every tracepoint name, `category:name`, for suggestions when a pattern matches nothing.
     fn all_tracepoints(&self) -> Vec<String>;
     /// The bytes of the file at `path` (an ELF file a uprobe names); `Err` says why not.
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
+    fn read_file(&self, path: &str) -> Result<FileBytes, String> {
         Err(format!(
             "{path}: files cannot be read while compiling for another machine"
         ))

@@ -215,6 +215,14 @@ impl<'a> Elf<'a> {
     /// [`ElfError::NoSymbols`]), with versions for `.dynsym` definitions. The null entry and
     /// nameless entries are left out.
     pub fn symbols(&self) -> Result<Vec<Symbol<'a>>, ElfError> {
+        self.symbols_named(None)
+    }
+
+    /// [`Elf::symbols`], only those named `only` when it is given. The names are compared as
+    /// bytes in the string table before anything is made of an entry: a C library has
+    /// thousands of symbols, and making them all (each name checked as UTF-8 and kept) to find
+    /// one was most of the time ktap took to compile a uprobe on `malloc`.
+    fn symbols_named(&self, only: Option<&str>) -> Result<Vec<Symbol<'a>>, ElfError> {
         let r = self.reader();
         let mut out = Vec::new();
         let mut any = false;
@@ -248,10 +256,23 @@ impl<'a> Elf<'a> {
             let bytes = self.section_data(sec)?;
             let syms = Reader { data: bytes, ..r };
             let count = bytes.len() as u64 / entsize;
+            let names = r.bytes(strtab.offset, strtab.size);
             for i in 1..count {
                 let Some(at) = usize::try_from(i * entsize).ok() else {
                     break;
                 };
+                // st_name leads the entry in both layouts.
+                if let (Some(only), Some(strings)) = (only, names) {
+                    let named = syms
+                        .u32(at)
+                        .and_then(|n| strings.get(n as usize..))
+                        .is_some_and(|n| {
+                            n.starts_with(only.as_bytes()) && n.get(only.len()) == Some(&0)
+                        });
+                    if !named {
+                        continue;
+                    }
+                }
                 let Some(raw) = read_symbol(&syms, at) else {
                     return Err(ElfError::Truncated("a symbol table"));
                 };
@@ -285,11 +306,11 @@ impl<'a> Elf<'a> {
 
     /// The functions defined in the file (for `ktap -lf ELF`), at their probe addresses.
     pub fn functions(&self) -> Result<Functions<'a>, ElfError> {
-        self.functions_named(|_| true)
+        self.functions_named(None)
     }
 
-    /// [`Elf::functions`], of those whose names `keep` accepts.
-    fn functions_named(&self, keep: impl Fn(&str) -> bool) -> Result<Functions<'a>, ElfError> {
+    /// [`Elf::functions`], only those named `only` when it is given.
+    fn functions_named(&self, only: Option<&str>) -> Result<Functions<'a>, ElfError> {
         let opd = self
             .section(".opd")
             .filter(|_| self.machine == machine::PPC64)
@@ -297,9 +318,9 @@ impl<'a> Elf<'a> {
         // ELFv2 says so in e_flags; ELFv1 files have `.opd` instead.
         let elfv2 = self.machine == machine::PPC64 && self.flags & 3 == 2;
         let mut list = Vec::new();
-        for s in self.symbols()? {
+        for s in self.symbols_named(only)? {
             let ifunc = s.kind == SymKind::IFunc;
-            if !(s.kind == SymKind::Func || ifunc) || !s.is_defined() || !keep(s.name) {
+            if !(s.kind == SymKind::Func || ifunc) || !s.is_defined() {
                 continue;
             }
             let mut addr = s.value;
@@ -368,7 +389,7 @@ impl<'a> Elf<'a> {
         // Only that name's entries are gathered (a C library defines thousands of functions);
         // all of them only when it is missing, for the suggestions.
         let base = name.split_once('@').map_or(name, |(b, _)| b);
-        match self.functions_named(|n| n == base)?.find(name) {
+        match self.functions_named(Some(base))?.find(name) {
             Err(ElfError::SymbolNotFound { .. }) => self.functions()?.find(name),
             found => found,
         }

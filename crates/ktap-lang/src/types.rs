@@ -343,7 +343,7 @@ fn sdt_sites(
     let bytes = kernel
         .read_file(path)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
-    let elf = ktap_elf::Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let elf = ktap_elf::Elf::parse((*bytes).as_ref()).map_err(|e| format!("{path}: {e}"))?;
     let notes = elf.find_sdt(name).map_err(|e| format!("{path}: {e}"))?;
     let mut sites = Vec::new();
     for note in notes {
@@ -414,7 +414,7 @@ fn uprobe_site(
     let bytes = kernel
         .read_file(path)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
-    let elf = ktap_elf::Elf::parse(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let elf = ktap_elf::Elf::parse((*bytes).as_ref()).map_err(|e| format!("{path}: {e}"))?;
     match target {
         UprobeTarget::Address(off) => Ok((format!("0x{off:x}"), *off)),
         UprobeTarget::Symbol { name, offset } => {

@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use ktap_bpf::kernel::{glob_match, parse_tp_format, Kernel, TpFormat};
+use ktap_bpf::kernel::{glob_match, parse_tp_format, FileBytes, Kernel, TpFormat};
 
 use crate::error::LoadError;
 
@@ -148,9 +148,67 @@ impl TracefsKernel {
     }
 }
 
+/// A file mapped read-only. Only the pages the compiler touches are read: for a uprobe on a
+/// C library, the ELF headers and symbol tables, where reading all of libc.so.6 (1.9 MB) was
+/// most of the time `ktap` took to compile such a script.
+struct Mapped {
+    addr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+impl Mapped {
+    fn new(file: &fs::File, len: u64) -> Option<Mapped> {
+        use std::os::fd::AsRawFd as _;
+        let len = usize::try_from(len).ok().filter(|&l| l > 0)?;
+        // SAFETY: a fresh private read-only mapping of an open descriptor; nothing aliases it
+        // mutably, and it stays valid after the descriptor is closed.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapped {
+            addr: std::ptr::NonNull::new(addr)?,
+            len,
+        })
+    }
+}
+
+impl AsRef<[u8]> for Mapped {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `len` readable bytes are mapped at `addr` until drop.
+        unsafe { std::slice::from_raw_parts(self.addr.as_ptr().cast(), self.len) }
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.addr.as_ptr(), self.len) };
+    }
+}
+
 impl Kernel for TracefsKernel {
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        fs::read(path).map_err(|e| e.to_string())
+    fn read_file(&self, path: &str) -> Result<FileBytes, String> {
+        let file = fs::File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        match Mapped::new(&file, len) {
+            Some(m) => Ok(Box::new(m)),
+            // Not mappable (empty, or not a regular file): read it.
+            None => {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| e.to_string())?;
+                Ok(Box::new(bytes))
+            }
+        }
     }
 
     fn kallsyms(&self) -> Option<String> {
@@ -299,5 +357,26 @@ mod tests {
         assert!(k.exists("sched", "sched_switch"));
         assert!(!k.exists("sched", "x"));
         fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn read_file_gives_the_whole_file_mapped_or_read() {
+        // The fixture's directory is another test's; this one needs only the reader.
+        let k = TracefsKernel::at(Path::new("/nonexistent"));
+        let exe = std::env::current_exe().unwrap();
+        let exe = exe.to_str().unwrap();
+        let mapped = k.read_file(exe).unwrap();
+        assert_eq!((*mapped).as_ref(), fs::read(exe).unwrap().as_slice());
+        // An empty file cannot be mapped, and /proc files say they are empty: both are read.
+        let empty = std::env::temp_dir().join(format!("ktap-empty-{}", std::process::id()));
+        fs::write(&empty, b"").unwrap();
+        assert!((*k.read_file(empty.to_str().unwrap()).unwrap())
+            .as_ref()
+            .is_empty());
+        let status = k.read_file("/proc/self/status").unwrap();
+        assert!((*status).as_ref().starts_with(b"Name:"));
+        let e = k.read_file("/nonexistent/file").err().unwrap();
+        assert!(e.contains("No such file"), "{e}");
+        fs::remove_file(empty).unwrap();
     }
 }

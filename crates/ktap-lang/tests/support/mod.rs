@@ -76,8 +76,11 @@ impl Kernel for FixtureKernel {
             .ok_or_else(|| format!("no event {}:{}", category, name))?;
         parse_tp_format(category, text).map_err(|e| e.message)
     }
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(path).map_err(|e| e.to_string())
+    fn read_file(&self, path: &str) -> Result<ktap_bpf::kernel::FileBytes, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Box::new(bytes)),
+            Err(e) => Err(e.to_string()),
+        }
     }
     fn kallsyms(&self) -> Option<String> {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

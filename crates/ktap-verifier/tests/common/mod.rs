@@ -60,8 +60,11 @@ impl Kernel for FixtureKernel {
             .map(|(c, n, _)| format!("{c}:{n}"))
             .collect()
     }
-    fn read_file(&self, path: &str) -> Result<Vec<u8>, String> {
-        std::fs::read(path).map_err(|e| e.to_string())
+    fn read_file(&self, path: &str) -> Result<ktap_bpf::kernel::FileBytes, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Box::new(bytes)),
+            Err(e) => Err(e.to_string()),
+        }
     }
     fn kallsyms(&self) -> Option<String> {
         std::fs::read_to_string(root().join("crates/ktap-lang/test_data/kernel/kallsyms")).ok()
