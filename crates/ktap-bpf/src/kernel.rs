@@ -52,6 +52,20 @@ pub struct TpFormat {
     pub print_fmt: String,
 }
 
+/// Sorts events by category, then name: the order they are attached and listed in. A list
+/// already in that order, which is what [`Kernel::tracepoints`] gives, is only checked: the
+/// names of a glob's events share long prefixes (`sys_enter_`), and sorting 360 of them was
+/// a seventh of the instructions a compile of `syscalls:sys_enter_*` ran.
+pub fn sort_events<T: std::borrow::Borrow<TpFormat>>(events: &mut [T]) {
+    fn key<T: std::borrow::Borrow<TpFormat>>(e: &T) -> (&str, &str) {
+        let e = e.borrow();
+        (e.category.as_str(), e.name.as_str())
+    }
+    if !events.is_sorted_by(|a, b| key(a) <= key(b)) {
+        events.sort_by(|a, b| key(a).cmp(&key(b)));
+    }
+}
+
 impl TpFormat {
     /// The event's own fields (without `common_*`), in format order: `arg0`, `arg1`, ...
     pub fn args(&self) -> impl Iterator<Item = &TpField> {
@@ -217,6 +231,30 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_sort_by_category_then_name() {
+        let ev = |c: &str, n: &str| TpFormat {
+            category: c.into(),
+            name: n.into(),
+            id: 0,
+            fields: Vec::new().into(),
+            print_fmt: String::new(),
+        };
+        let names = |v: &[TpFormat]| -> Vec<String> {
+            v.iter()
+                .map(|e| format!("{}:{}", e.category, e.name))
+                .collect()
+        };
+        let mut v = vec![ev("syscalls", "b"), ev("sched", "z"), ev("syscalls", "a")];
+        sort_events(&mut v);
+        assert_eq!(names(&v), ["sched:z", "syscalls:a", "syscalls:b"]);
+        let mut refs: Vec<&TpFormat> = v.iter().rev().collect();
+        sort_events(&mut refs);
+        assert!(refs.iter().zip(&v).all(|(a, b)| a.name == b.name));
+        sort_events(&mut v);
+        assert_eq!(names(&v), ["sched:z", "syscalls:a", "syscalls:b"]);
+    }
 
     const OPENAT: &str = "name: sys_enter_openat
 ID: 782

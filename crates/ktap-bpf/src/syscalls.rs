@@ -111,6 +111,14 @@ const fn row_starts<const N: usize>(t: &[u8]) -> [u16; N] {
     rows
 }
 
+/// The name of the row starting at byte `start`, its bytes up to the first blank: what a lookup
+/// compares, without finding the end of the line.
+fn name_at(start: u16) -> &'static [u8] {
+    let rest = &TABLE.as_bytes()[usize::from(start)..];
+    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    &rest[..end]
+}
+
 /// The row starting at byte `start`: the entry point's name and its columns.
 fn row(start: u16) -> (&'static str, impl Iterator<Item = &'static str>) {
     let rest = &TABLE[usize::from(start)..];
@@ -139,7 +147,7 @@ impl Table {
     /// The numbers whose entry point is `sys_CALL` (several calls can share one), in
     /// increasing order; empty when the architecture has none.
     pub fn numbers(&self, call: &str) -> Vec<u32> {
-        match ROWS.binary_search_by(|&start| row(start).0.cmp(call)) {
+        match ROWS.binary_search_by(|&start| name_at(start).cmp(call.as_bytes())) {
             Ok(i) => parse(self.column_of(ROWS[i]).1),
             Err(_) => Vec::new(),
         }

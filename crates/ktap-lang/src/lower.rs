@@ -214,7 +214,7 @@ pub fn lower(
                         Err(d) => merged_errors.push(d),
                     }
                 }
-                single.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+                ktap_bpf::kernel::sort_events(&mut single);
                 for ev in single {
                     run(
                         &mut g,
@@ -391,7 +391,7 @@ fn syscall_groups(
             rest.extend(g.events.into_iter().map(|(e, _)| e));
         }
     }
-    rest.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+    ktap_bpf::kernel::sort_events(&mut rest);
     (groups, rest)
 }
 
@@ -624,7 +624,8 @@ impl<'a> Shared<'a> {
             value[..n].copy_from_slice(&e.name.as_bytes()[..n]);
             init.extend(nums.iter().map(|nr| (nr - base, value.clone())));
         }
-        init.sort();
+        // Each number belongs to one call, so the numbers alone order the entries.
+        init.sort_by_key(|&(nr, _)| nr);
         let max_entries = init.last().map_or(1, |(k, _)| k + 1);
         self.maps.push(MapDef {
             name: format!("ktap_{}_calls", group.raw),

@@ -797,6 +797,7 @@ impl<'l> Checker<'l> {
                             self.errors.push(Diagnostic::error(ev.span, msg));
                             continue;
                         }
+                        events.reserve(found.len());
                         for (c, n) in found {
                             if !names_fields && tr.filter.is_none() {
                                 events.push(TpFormat {
@@ -872,7 +873,7 @@ impl<'l> Checker<'l> {
                     ));
                 }
             }
-            events.sort_by(|a, b| (&a.category, &a.name).cmp(&(&b.category, &b.name)));
+            ktap_bpf::kernel::sort_events(&mut events);
             events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
             let probename_cap = events
                 .iter()
