@@ -53,6 +53,16 @@ pub fn run(mut a: RunArgs) -> i32 {
     };
     let compiled = t0.elapsed();
     if a.bytecode {
+        if a.verbose {
+            let insns: usize = prog.probes.iter().map(|p| p.func.insns.len()).sum();
+            eprintln!(
+                "ktap: compiled in {:?}: {} probes ({} instructions), {} maps",
+                compiled,
+                prog.probes.len(),
+                insns,
+                prog.maps.len()
+            );
+        }
         // A closed pipe (`ktap -b ... | head`) is not an error worth a message.
         let _ = std::io::stdout().write_all(ktap_lang::listing(&prog).as_bytes());
         return 0;

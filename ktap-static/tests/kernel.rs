@@ -484,6 +484,16 @@ fn bytecode_listing_shows_source_lines() {
     );
     assert!(so.contains("call bpf_get_current_comm#16"), "{so}");
     assert!(so.contains("exit"), "{so}");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    // With -v it says how long compiling took (what `make bench` times each sample by).
+    let out = run(&["-v", "-b", "-e", "trace syscalls:sys_enter_getppid { }"]);
+    let se = text(&out.stderr);
+    assert!(
+        se.starts_with("ktap: compiled in ")
+            && se.contains("1 probes (")
+            && !se.contains("attached"),
+        "{se}"
+    );
 }
 
 /// Runs a sample with a workload and returns its stdout after checking it succeeded and left

@@ -8,10 +8,6 @@ use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ktap_bpf::{Source, Target};
-use ktap_lang::Options;
-use ktap_loader::TracefsKernel;
-
 use crate::proc::{self, Spawned};
 use crate::tracers::{ktap_reported, Tools, Tracer, Work, GLOB};
 
@@ -372,7 +368,7 @@ pub fn run(tools: &Tools, cfg: &Config) -> Result<Results, String> {
 
         for sample in rotated(&cfg.samples, round) {
             let name = sample.display().to_string();
-            match compile_time(&sample) {
+            match compile_time(tools, cfg, &sample) {
                 Ok(v) => r.samples.entry(name).or_default().push(v),
                 Err(e) => {
                     if round == 0 {
@@ -427,24 +423,19 @@ pub fn run(tools: &Tools, cfg: &Config) -> Result<Results, String> {
     Ok(r)
 }
 
-/// Seconds ktap takes to compile `sample`: finding tracefs and compiling against it, the span
-/// ktap -v reports as `compiled in`, here in the harness's process so no sample has to be
-/// attached (and detached) to be timed.
-fn compile_time(sample: &Path) -> Result<f64, String> {
-    let name = sample.display().to_string();
-    let text = std::fs::read_to_string(sample).map_err(|e| format!("read: {e}"))?;
-    let source = Source {
-        name: name.clone(),
-        text,
-    };
-    let start = Instant::now();
-    let kernel = TracefsKernel::new().map_err(|e| e.to_string())?;
-    let compiled = ktap_lang::compile(&source, &kernel, &Options::new(Target::host(), vec![name]));
-    let took = start.elapsed();
-    compiled.map_err(|d| {
-        ktap_lang::diag::render_all(&d, &source)
-            .trim()
-            .replace('\n', " / ")
-    })?;
-    Ok(took.as_secs_f64())
+/// Seconds the ktap under test takes to compile `sample`: finding tracefs and compiling
+/// against it, as `ktap -q -v -b` reports it (`compiled in`). `-b` lists the program and
+/// exits, so no sample is attached (kprobe samples could not be here).
+fn compile_time(tools: &Tools, cfg: &Config, sample: &Path) -> Result<f64, String> {
+    let (out, err) = scratch(cfg, "compile");
+    let argv = vec![
+        tools.path(Tracer::Ktap),
+        "-q".into(),
+        "-v".into(),
+        "-b".into(),
+        sample.display().to_string(),
+    ];
+    proc::run(&argv, &out, &err, RUN_LIMIT).map_err(|e| e.message)?;
+    let text = std::fs::read_to_string(&err).unwrap_or_default();
+    ktap_reported(&text, "compiled in ").ok_or_else(|| format!("no `compiled in` in: {text}"))
 }

@@ -88,7 +88,7 @@ impl Tools {
         t
     }
 
-    fn path(&self, t: Tracer) -> String {
+    pub fn path(&self, t: Tracer) -> String {
         match t {
             Tracer::Ktap => s(&self.ktap),
             Tracer::Floor => s(&self.floor),
