@@ -111,12 +111,23 @@ const fn row_starts<const N: usize>(t: &[u8]) -> [u16; N] {
     rows
 }
 
-/// The name of the row starting at byte `start`, its bytes up to the first blank: what a lookup
-/// compares, without finding the end of the line.
-fn name_at(start: u16) -> &'static [u8] {
-    let rest = &TABLE.as_bytes()[usize::from(start)..];
-    let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
-    &rest[..end]
+/// How the name of the row starting at byte `start` (its bytes up to the first blank) orders
+/// against `call`: what a lookup compares, byte by byte as far as they agree, without finding
+/// the name's end first or calling `memcmp` (a byte loop itself in a size-optimized musl).
+fn cmp_name(start: u16, call: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let row = &TABLE.as_bytes()[usize::from(start)..];
+    for (i, &c) in call.iter().enumerate() {
+        match row.get(i) {
+            None | Some(b' ' | b'\n') => return Ordering::Less,
+            Some(&r) if r != c => return r.cmp(&c),
+            Some(_) => {}
+        }
+    }
+    match row.get(call.len()) {
+        None | Some(b' ' | b'\n') => Ordering::Equal,
+        Some(_) => Ordering::Greater,
+    }
 }
 
 /// The row starting at byte `start`: the entry point's name and its columns.
@@ -147,7 +158,7 @@ impl Table {
     /// The numbers whose entry point is `sys_CALL` (several calls can share one), in
     /// increasing order; empty when the architecture has none.
     pub fn numbers(&self, call: &str) -> Vec<u32> {
-        match ROWS.binary_search_by(|&start| name_at(start).cmp(call.as_bytes())) {
+        match ROWS.binary_search_by(|&start| cmp_name(start, call.as_bytes())) {
             Ok(i) => parse(self.column_of(ROWS[i]).1),
             Err(_) => Vec::new(),
         }
@@ -229,6 +240,17 @@ mod tests {
                 .count();
             assert_eq!(Table::new(arch).iter().count(), plain, "{arch:?}");
         }
+        // Every row is found by its own name, and only by it: not by a prefix or an extension.
+        let x86 = Table::new(Arch::X86_64);
+        for r in &rows {
+            let mut cols = r.split(' ');
+            let name = cols.next().unwrap();
+            let want = cols.next().unwrap();
+            let got: Vec<String> = x86.numbers(name).iter().map(|n| n.to_string()).collect();
+            assert_eq!(got.join(","), if want == "-" { "" } else { want }, "{name}");
+        }
+        assert!(x86.numbers("rea").is_empty() && x86.numbers("readx").is_empty());
+        assert!(x86.numbers("").is_empty() && x86.numbers("zzzz").is_empty());
     }
 
     #[test]

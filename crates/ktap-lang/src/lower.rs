@@ -617,15 +617,27 @@ impl<'a> Shared<'a> {
     /// value of `cap` bytes.
     fn syscall_names(&mut self, group: &SyscallGroup, cap: u32) -> u32 {
         let base = syscalls::base(self.target.arch);
-        let mut init = Vec::new();
+        // A slot per number (they start at `base` and stay below base + 1000), so the entries
+        // come out in number order without a sort: sorting them cost as much as the rest of
+        // lowering a 360-call group.
+        let mut slots: Vec<Option<Vec<u8>>> = Vec::new();
         for (e, nums) in &group.events {
             let mut value = vec![0u8; cap as usize];
             let n = e.name.len().min(cap as usize - 1);
             value[..n].copy_from_slice(&e.name.as_bytes()[..n]);
-            init.extend(nums.iter().map(|nr| (nr - base, value.clone())));
+            for nr in nums {
+                let i = (nr - base) as usize;
+                if slots.len() <= i {
+                    slots.resize(i + 1, None);
+                }
+                slots[i] = Some(value.clone());
+            }
         }
-        // Each number belongs to one call, so the numbers alone order the entries.
-        init.sort_by_key(|&(nr, _)| nr);
+        let init: Vec<(u32, Vec<u8>)> = slots
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((i as u32, v?)))
+            .collect();
         let max_entries = init.last().map_or(1, |(k, _)| k + 1);
         self.maps.push(MapDef {
             name: format!("ktap_{}_calls", group.raw),

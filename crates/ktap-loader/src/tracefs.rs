@@ -136,16 +136,51 @@ impl TracefsKernel {
                 Vec::new()
             };
         }
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| glob_match(pattern, n))
-            .collect()
+        subdirs(dir, |name| glob_match(pattern, name))
     }
+}
+
+/// The names of `dir`'s subdirectories that `keep` accepts, in directory order; empty when it
+/// cannot be read. Through libc's readdir rather than `fs::read_dir`: std makes two allocations
+/// per entry before anything can look at its name, and `events/syscalls/` has over 700 entries,
+/// of which a glob keeps half. That was a fifth of the instructions a compile of
+/// `syscalls:sys_enter_*` ran.
+fn subdirs(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    // SAFETY: a valid NUL-terminated path; a null result is handled.
+    let d = unsafe { libc::opendir(path.as_ptr()) };
+    if d.is_null() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: `d` is open until closedir below; the entry stays valid until the next call.
+        let e = unsafe { libc::readdir(d) };
+        if e.is_null() {
+            break;
+        }
+        // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
+        let (name, d_type) =
+            unsafe { (std::ffi::CStr::from_ptr((*e).d_name.as_ptr()), (*e).d_type) };
+        let Ok(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !keep(name) {
+            continue;
+        }
+        // File systems that do not fill in d_type (DT_UNKNOWN) get a stat.
+        let is_dir = match d_type {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => dir.join(name).is_dir(),
+            _ => false,
+        };
+        if is_dir {
+            out.push(name.to_string());
+        }
+    }
+    // SAFETY: `d` was opened above and is closed once.
+    unsafe { libc::closedir(d) };
+    out
 }
 
 /// A file mapped read-only. Only the pages the compiler touches are read: for a uprobe on a
