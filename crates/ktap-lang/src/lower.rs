@@ -407,12 +407,16 @@ fn same_reads(events: &[(&TpFormat, Vec<u32>)], uses: &[FieldUse]) -> bool {
     let Some((first, _)) = events.first() else {
         return true;
     };
+    // Events that share the first one's layout (every `sys_exit_*` does) read the same.
+    let layout = |e: &TpFormat| std::sync::Arc::ptr_eq(&e.fields, &first.fields);
     uses.iter().all(|u| match u {
         FieldUse::Argstr => false,
-        FieldUse::Named(n) => events.iter().all(|(e, _)| same(e.field(n), first.field(n))),
-        FieldUse::Arg(i) => events
+        FieldUse::Named(n) => events
             .iter()
-            .all(|(e, _)| same(e.args().nth(*i as usize), first.args().nth(*i as usize))),
+            .all(|(e, _)| layout(e) || same(e.field(n), first.field(n))),
+        FieldUse::Arg(i) => events.iter().all(|(e, _)| {
+            layout(e) || same(e.args().nth(*i as usize), first.args().nth(*i as usize))
+        }),
     })
 }
 

@@ -1728,7 +1728,14 @@ impl<'l> Checker<'l> {
             BuiltinVar::Arg(i) => match in_trace {
                 Some(t) => {
                     let mut ty = Ty::Unknown;
+                    // A glob's events often share one layout (every `sys_exit_*` does): each
+                    // layout is looked at once.
+                    let mut seen: Option<&std::sync::Arc<[ktap_bpf::kernel::TpField]>> = None;
                     for ev in &t.events {
+                        if seen.is_some_and(|s| std::sync::Arc::ptr_eq(s, &ev.fields)) {
+                            continue;
+                        }
+                        seen = Some(&ev.fields);
                         if let Some(f) = ev.args().nth(i as usize) {
                             match field_ty(f) {
                                 Ok(fty) => match join(ty, fty) {
