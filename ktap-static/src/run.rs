@@ -54,14 +54,7 @@ pub fn run(mut a: RunArgs) -> i32 {
     let compiled = t0.elapsed();
     if a.bytecode {
         if a.verbose {
-            let insns: usize = prog.probes.iter().map(|p| p.func.insns.len()).sum();
-            eprintln!(
-                "ktap: compiled in {:?}: {} probes ({} instructions), {} maps",
-                compiled,
-                prog.probes.len(),
-                insns,
-                prog.maps.len()
-            );
+            eprintln!("ktap: {}", compile_summary(&prog, compiled));
         }
         // A closed pipe (`ktap -b ... | head`) is not an error worth a message.
         let _ = std::io::stdout().write_all(ktap_lang::listing(&prog).as_bytes());
@@ -105,13 +98,9 @@ pub fn run(mut a: RunArgs) -> i32 {
         }
     };
     if a.verbose {
-        let insns: usize = prog.probes.iter().map(|p| p.func.insns.len()).sum();
         eprintln!(
-            "ktap: compiled in {:?}: {} probes ({} instructions), {} maps; attached in {:?}",
-            compiled,
-            prog.probes.len(),
-            insns,
-            prog.maps.len(),
+            "ktap: {}; attached in {:?}",
+            compile_summary(&prog, compiled),
             session.startup()
         );
         let ids: Vec<String> = session
@@ -141,6 +130,16 @@ pub fn run(mut a: RunArgs) -> i32 {
 }
 
 /// Compiles the script against the running kernel; `None` once the errors are printed.
+/// What `-v` says of the compile: `compiled in T: N probes (M instructions), K maps`.
+fn compile_summary(prog: &Program, compiled: std::time::Duration) -> String {
+    let insns: usize = prog.probes.iter().map(|p| p.func.insns.len()).sum();
+    format!(
+        "compiled in {compiled:?}: {} probes ({insns} instructions), {} maps",
+        prog.probes.len(),
+        prog.maps.len()
+    )
+}
+
 fn compile_script(a: &RunArgs) -> Option<Program> {
     let source = Source {
         name: a.name.clone(),
