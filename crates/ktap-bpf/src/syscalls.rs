@@ -81,10 +81,15 @@ const fn is_row(t: &[u8], i: usize) -> bool {
     i < t.len() && t[i] != b'\n' && t[i] != b'#'
 }
 
-const fn row_count(t: &[u8]) -> usize {
+/// Walks the rows of `t`, writing where each starts into `starts` while there is room, and
+/// returns how many there are: with no room it counts them, with room for all it indexes them.
+const fn scan_rows(t: &[u8], starts: &mut [u16]) -> usize {
     let (mut i, mut n) = (0, 0);
     while i < t.len() {
         if is_row(t, i) {
+            if n < starts.len() {
+                starts[n] = i as u16;
+            }
             n += 1;
         }
         while i < t.len() && t[i] != b'\n' {
@@ -95,19 +100,13 @@ const fn row_count(t: &[u8]) -> usize {
     n
 }
 
+const fn row_count(t: &[u8]) -> usize {
+    scan_rows(t, &mut [])
+}
+
 const fn row_starts<const N: usize>(t: &[u8]) -> [u16; N] {
     let mut rows = [0u16; N];
-    let (mut i, mut n) = (0, 0);
-    while i < t.len() {
-        if is_row(t, i) {
-            rows[n] = i as u16;
-            n += 1;
-        }
-        while i < t.len() && t[i] != b'\n' {
-            i += 1;
-        }
-        i += 1;
-    }
+    scan_rows(t, &mut rows);
     rows
 }
 

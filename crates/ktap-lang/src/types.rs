@@ -1728,8 +1728,8 @@ impl<'l> Checker<'l> {
             BuiltinVar::Arg(i) => match in_trace {
                 Some(t) => {
                     let mut ty = Ty::Unknown;
-                    // A glob's events often share one layout (every `sys_exit_*` does): each
-                    // layout is looked at once.
+                    // A glob's events often share one layout (every `sys_exit_*` does): a run
+                    // of events with the same layout is looked at once.
                     let mut seen: Option<&std::sync::Arc<[ktap_bpf::kernel::TpField]>> = None;
                     for ev in &t.events {
                         if seen.is_some_and(|s| std::sync::Arc::ptr_eq(s, &ev.fields)) {
