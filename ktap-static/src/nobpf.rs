@@ -94,6 +94,10 @@ impl Session {
     pub fn startup(&self) -> Duration {
         Duration::ZERO
     }
+    /// Nothing is attached, so nothing is skipped.
+    pub fn skipped(&self) -> &[NoLoader] {
+        &[]
+    }
     /// No programs are loaded.
     pub fn program_ids(&self) -> &[u32] {
         &[]

@@ -97,6 +97,7 @@ pub fn run(mut a: RunArgs) -> i32 {
             return 1;
         }
     };
+    report_skipped(session.skipped());
     if a.verbose {
         eprintln!(
             "ktap: {}; attached in {:?}",
@@ -437,5 +438,20 @@ fn report_drops(prog: &Program, session: &Session) {
                 prog.source.name, line, col, table.name, table.max_entries, n
             );
         }
+    }
+}
+
+/// Says which functions a pattern matched were left out because the kernel refused them:
+/// the first few in full, then how many more.
+fn report_skipped(skipped: &[impl std::fmt::Display]) {
+    const SHOWN: usize = 5;
+    for e in skipped.iter().take(SHOWN) {
+        eprintln!("ktap: warning: skipped: {e}");
+    }
+    if skipped.len() > SHOWN {
+        eprintln!(
+            "ktap: warning: skipped {} more functions the kernel refused to probe",
+            skipped.len() - SHOWN
+        );
     }
 }

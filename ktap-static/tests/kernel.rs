@@ -1376,6 +1376,58 @@ fn sample_syscall_stacks_profiles_user_stacks() {
     );
 }
 
+/// A uprobe glob is a probe on every function it matches in the file: here the C library's
+/// `sys*` (`syscall`, `sysconf`, `syslog`, ...), and each counts under its name.
+#[test]
+fn a_uprobe_glob_probes_each_matching_function() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-v",
+        "-e",
+        "var s = {} trace probe:/lib/x86_64-linux-gnu/libc.so.6:sys* { if (execname == \"ktap-workload\") { s[probename] += 1 } } trace_end { print_hist(s) }",
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "3000",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(hist_count(&so, "syscall"), Some(3000), "{so}");
+    assert!(program_ids(&se).len() > 2, "{se}");
+    assert_nothing_left(&se);
+}
+
+/// A function a glob matched that the kernel refuses to probe (x86_64 glibc's
+/// `pthread_spin_lock` begins with a lock-prefixed instruction, which uprobes cannot step
+/// over) is skipped with a warning that says why; when it is all the glob matched, the run
+/// fails with that reason.
+#[test]
+fn a_glob_skips_functions_the_kernel_refuses() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    let script = format!("trace probe:{libc}:pthread_spin_* {{ }}");
+    let out = run(&["-q", "-v", "-e", &script, "--", "/bin/true"]);
+    let se = text(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    assert!(
+        se.contains("ktap: warning: skipped: cannot attach probe `pthread_spin_lock`")
+            && se.contains("uprobes cannot probe the instruction at this address"),
+        "{se}"
+    );
+    assert_nothing_left(&se);
+
+    let script = format!("trace probe:{libc}:pthread_spin_lock* {{ }}");
+    let out = run(&["-q", "-e", &script, "--", "/bin/true"]);
+    let se = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(
+        se.starts_with("ktap: cannot attach probe `pthread_spin_lock`") && !se.contains("warning"),
+        "{se}"
+    );
+}
+
 /// User stacks as table keys, walked with pairs() in trace_end, are named after the workload
 /// has exited: ktap keeps the last copy of its memory map (the workload's `syscall` comes from
 /// the C library it maps at start).

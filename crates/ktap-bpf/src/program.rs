@@ -204,6 +204,10 @@ pub struct Probe {
     pub func: Function,
     /// Where the probe block is in the script.
     pub span: Span,
+    /// One of the functions a pattern matched (`probe:vfs_*`): when the kernel refuses to
+    /// attach it (an instruction uprobes cannot step over, a function kprobes cannot reach),
+    /// the loader skips it with a warning and the others run.
+    pub optional: bool,
 }
 
 /// A block that runs in ktap's process, in the VM.

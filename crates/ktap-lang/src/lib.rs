@@ -71,6 +71,7 @@ pub fn compile(
                 },
                 func,
                 span: block.span,
+                optional: false,
             }),
             // Its program tests the call's number itself.
             BlockKind::Syscalls { raw, name } => probes.push(Probe {
@@ -81,9 +82,11 @@ pub fn compile(
                 },
                 func,
                 span: block.span,
+                optional: false,
             }),
             BlockKind::Site { site } => probes.push(Probe {
                 name: site.symbol().to_string(),
+                optional: site.from_pattern(),
                 event: match site {
                     types::ProbeSite::Kprobe {
                         symbol,
@@ -119,6 +122,7 @@ pub fn compile(
                 },
                 func,
                 span: block.span,
+                optional: false,
             }),
             BlockKind::Begin => user.push(UserBlock {
                 when: When::Begin,

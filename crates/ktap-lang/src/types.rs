@@ -236,6 +236,8 @@ pub enum ProbeSite {
         offset: u64,
         ret: bool,
         fetch: Vec<FetchArg>,
+        /// One of the functions a pattern matched (see [`ktap_bpf::Probe::optional`]).
+        pattern: bool,
     },
     Uprobe {
         path: String,
@@ -244,6 +246,8 @@ pub enum ProbeSite {
         offset: u64,
         ret: bool,
         fetch: Vec<FetchArg>,
+        /// One of the functions a pattern matched (see [`ktap_bpf::Probe::optional`]).
+        pattern: bool,
     },
 }
 
@@ -264,6 +268,11 @@ impl ProbeSite {
             ProbeSite::Kprobe { ret, .. } | ProbeSite::Uprobe { ret, .. } => *ret,
         }
     }
+    pub fn from_pattern(&self) -> bool {
+        match self {
+            ProbeSite::Kprobe { pattern, .. } | ProbeSite::Uprobe { pattern, .. } => *pattern,
+        }
+    }
 }
 
 /// The static type of a fetch-arg.
@@ -278,8 +287,13 @@ pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
 /// kprobe blacklist. A plain name is taken as it is: reading kallsyms costs the kernel tens of
 /// milliseconds (a second on a slow board), and the kernel checks the name when the probe is
 /// attached; [`kprobe_symbol_problem`] then says what was wrong with it.
+/// A symbol with glob characters, which names every function it matches.
+fn is_pattern(symbol: &str) -> bool {
+    symbol.contains(['*', '?'])
+}
+
 fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, String> {
-    if !symbol.contains(['*', '?']) {
+    if !is_pattern(symbol) {
         return Ok(vec![symbol.to_string()]);
     }
     let Some(text) = kernel.kallsyms() else {
@@ -400,23 +414,57 @@ fn sdt_sites(
             offset,
             ret: false,
             fetch,
+            pattern: false,
         });
     }
     Ok(sites)
 }
 
-/// A uprobe's name and file offset in the ELF file at `path`.
-fn uprobe_site(
+/// The names and file offsets of the uprobes `target` asks for in the ELF file at `path`:
+/// one, or one per function a glob (`malloc*`, `*`) matches.
+fn uprobe_sites(
     kernel: &dyn Kernel,
     path: &str,
     target: &UprobeTarget,
-) -> Result<(String, u64), String> {
+) -> Result<Vec<(String, u64)>, String> {
     let bytes = kernel
         .read_file(path)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
     let elf = ktap_elf::Elf::parse((*bytes).as_ref()).map_err(|e| format!("{path}: {e}"))?;
     match target {
-        UprobeTarget::Address(off) => Ok((format!("0x{off:x}"), *off)),
+        UprobeTarget::Address(off) => Ok(vec![(format!("0x{off:x}"), *off)]),
+        UprobeTarget::Symbol { name, offset } if is_pattern(name) => {
+            let functions = elf.functions().map_err(|e| format!("{path}: {e}"))?;
+            // One probe per address: aliases (`malloc` and `__libc_malloc`) would each fire
+            // for the same call. The list is sorted by address, and where names share one
+            // the global, default-version name comes first among the matches kept.
+            let mut sites: Vec<(String, u64, bool)> = Vec::new();
+            let mut last = None;
+            for f in functions.iter() {
+                // Thumb and MIPS16 code cannot be probed, and an ifunc's symbol is the resolver
+                // that picks the implementation once, not the function callers run.
+                if f.compressed || f.ifunc || !ktap_bpf::kernel::glob_match(name, f.name) {
+                    continue;
+                }
+                let at = elf
+                    .file_offset(f.probe_addr().wrapping_add(*offset))
+                    .map_err(|e| format!("{path}: {e}"))?;
+                let preferred = f.global && (f.version.is_none() || f.default_version);
+                if last == Some(at) {
+                    let prev = sites.last_mut().expect("a site at `last`");
+                    if preferred && !prev.2 {
+                        *prev = (f.name.to_string(), at, preferred);
+                    }
+                    continue;
+                }
+                last = Some(at);
+                sites.push((f.name.to_string(), at, preferred));
+            }
+            if sites.is_empty() {
+                return Err(format!("{path}: no function matches `{name}`"));
+            }
+            Ok(sites.into_iter().map(|(n, at, _)| (n, at)).collect())
+        }
         UprobeTarget::Symbol { name, offset } => {
             let f = elf
                 .find_function(name)
@@ -429,7 +477,7 @@ fn uprobe_site(
             let at = elf
                 .file_offset(f.probe_addr().wrapping_add(*offset))
                 .map_err(|e| format!("{path}: {e}"))?;
-            Ok((name.clone(), at))
+            Ok(vec![(name.clone(), at)])
         }
     }
 }
@@ -838,18 +886,24 @@ impl<'l> Checker<'l> {
                             offset: *offset,
                             ret: *ret,
                             fetch: ev.fetch_args.clone(),
+                            pattern: is_pattern(symbol),
                         })),
                         Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                     },
                     EventKind::Uprobe { path, target, ret } => {
-                        match uprobe_site(kernel, path, target) {
-                            Ok((symbol, offset)) => others.push(ProbeSite::Uprobe {
-                                path: path.clone(),
-                                symbol,
-                                offset,
-                                ret: *ret,
-                                fetch: ev.fetch_args.clone(),
-                            }),
+                        match uprobe_sites(kernel, path, target) {
+                            Ok(sites) => {
+                                others.extend(sites.into_iter().map(|(symbol, offset)| {
+                                    ProbeSite::Uprobe {
+                                        path: path.clone(),
+                                        symbol,
+                                        offset,
+                                        ret: *ret,
+                                        fetch: ev.fetch_args.clone(),
+                                        pattern: matches!(target, UprobeTarget::Symbol { name, .. } if is_pattern(name)),
+                                    }
+                                }))
+                            }
                             Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                         }
                     }
@@ -2075,9 +2129,18 @@ impl<'l> Checker<'l> {
         );
         let prints = matches!(b, Binding::Builtin("print" | "printf"));
         let saved = std::mem::replace(&mut self.agg_arg, reads_agg);
+        let is_printf = matches!(b, Binding::Builtin("printf"));
         let tys: Vec<Ty> = args
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
+                // A format goes to ktap's format table, never into a probe's memory, so the
+                // string capacity does not bound it (ktap's samples have 80-byte formats).
+                if let (true, 0, ExprKind::Str(s)) = (is_printf, i, &a.kind) {
+                    let ty = Ty::Str(s.len() as u32 + 1);
+                    self.t.expr_ty.insert(a.id, ty);
+                    return ty;
+                }
                 self.print_arg = prints;
                 self.expr(a, ctx)
             })

@@ -82,6 +82,8 @@ pub struct Session {
     order: Endian,
     scratch: Vec<u8>,
     lost: u64,
+    /// Why each function a pattern matched and the kernel refused was left out.
+    skipped: Vec<LoadError>,
     startup: Duration,
 }
 
@@ -249,6 +251,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
     }
 
     let mut links = Links::default();
+    let mut skipped = Vec::new();
     for unit in &layout {
         let Some(program) = ebpf.program_mut(&unit.symbol) else {
             continue;
@@ -256,6 +259,16 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
         for &i in &unit.probes {
             let probe = &prog.probes[i];
             let fail = |e: ProgramError| attach_error(&probe.name, &probe.event, e);
+            // A function a pattern matched that the kernel will not probe is skipped, as
+            // bpftrace and ktap do with wildcards; the run fails only if none attaches.
+            let mut refused = |e: LoadError| -> Result<(), LoadError> {
+                if probe.optional {
+                    skipped.push(e);
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            };
             match &probe.event {
                 Event::Tracepoint { category, name } => {
                     let p: &mut TracePoint = program.try_into().map_err(object_error)?;
@@ -292,22 +305,28 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
                 }
                 Event::Kprobe { symbol, offset, .. } => {
                     let p: &mut KProbe = program.try_into().map_err(object_error)?;
-                    let id = p.attach(symbol, *offset).map_err(fail)?;
-                    links.0.push(Box::new(p.take_link(id).map_err(fail)?));
+                    match p.attach(symbol, *offset).map_err(fail) {
+                        Ok(id) => links.0.push(Box::new(p.take_link(id).map_err(fail)?)),
+                        Err(e) => refused(e)?,
+                    }
                 }
                 Event::Uprobe { path, offset, .. } => {
                     let p: &mut UProbe = program.try_into().map_err(object_error)?;
-                    let id = p
-                        .attach(
-                            [UProbeAttachLocation::AbsoluteOffset(*offset)],
-                            path,
-                            UProbeScope::AllProcesses,
-                        )
-                        .map_err(fail)?;
-                    links.0.push(Box::new(p.take_link(id).map_err(fail)?));
+                    let attached = p.attach(
+                        [UProbeAttachLocation::AbsoluteOffset(*offset)],
+                        path,
+                        UProbeScope::AllProcesses,
+                    );
+                    match attached.map_err(fail) {
+                        Ok(id) => links.0.push(Box::new(p.take_link(id).map_err(fail)?)),
+                        Err(e) => refused(e)?,
+                    }
                 }
             }
         }
+    }
+    if links.0.is_empty() && !skipped.is_empty() {
+        return Err(skipped.swap_remove(0));
     }
 
     Ok(Session {
@@ -327,6 +346,7 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
         order: prog.target.endian,
         scratch: Vec::new(),
         lost: 0,
+        skipped,
         startup: start.elapsed(),
     })
 }
@@ -441,6 +461,12 @@ impl Session {
     /// How many kernel attachments are live (a profile probe has one per CPU).
     pub fn attachments(&self) -> usize {
         self.links.0.len()
+    }
+
+    /// The probes left out because the kernel refused them: each is a function a pattern
+    /// matched ([`ktap_bpf::Probe::optional`]), and at least one other probe is attached.
+    pub fn skipped(&self) -> &[LoadError] {
+        &self.skipped
     }
 
     /// Time from the start of [`load`] until every probe was attached.
@@ -864,6 +890,17 @@ fn attach_error(probe: &str, event: &Event, e: ProgramError) -> LoadError {
         )
     };
     match e {
+        // The uprobe code decodes the instruction at the address when the probe is
+        // registered and refuses those it cannot single-step or emulate (on x86, for one,
+        // lock-prefixed instructions); the errno alone would blame the JIT.
+        ProgramError::SyscallError(s)
+            if s.io_error.raw_os_error() == Some(524) && matches!(event, Event::Uprobe { .. }) =>
+        {
+            attach(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "uprobes cannot probe the instruction at this address (ENOTSUPP)",
+            ))
+        }
         ProgramError::SyscallError(s) => attach(s.io_error),
         ProgramError::TracePointError(TracePointError::FileError { filename, io_error }) => {
             match (io_error.kind(), event) {
