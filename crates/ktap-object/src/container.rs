@@ -9,8 +9,9 @@ use std::fmt;
 /// The version of the layout of the encoded values; a file of another version is refused
 /// with a message rather than misread. Version 2 added `argstr`'s event layouts, `-C`'s
 /// profile CPU, and the address, time and `argstr` value types; version 3 maps' initial
-/// entries (the calls a probe on `raw_syscalls` stands for).
-pub const FORMAT_VERSION: u16 = 3;
+/// entries (the calls a probe on `raw_syscalls` stands for); version 4 marks the probes a
+/// pattern produced (`Probe::optional`).
+pub const FORMAT_VERSION: u16 = 4;
 
 const HEADER: usize = 24;
 
@@ -326,7 +327,7 @@ mod tests {
         v[8] = 9;
         assert_eq!(
             peek(Kind::Object, &v).unwrap_err().to_string(),
-            "compiled ktap object of format version 9; this ktap reads version 3: write it again with this ktap"
+            "compiled ktap object of format version 9; this ktap reads version 4: write it again with this ktap"
         );
         let mut bad = good.clone();
         bad[10] = 1; // x86_64, with mips' byte order: no such target
