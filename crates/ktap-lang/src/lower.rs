@@ -3316,8 +3316,8 @@ impl<'s, 'a> FnLower<'s, 'a> {
         if i == 0 {
             return Ok(Val::Num(self.ctx_slot(regs.ip())));
         }
-        if !site.fetch().is_empty() {
-            return match site.fetch().get(i as usize - 1) {
+        if !site.fetch().is_empty() && !(site.is_ret() && i == 1) {
+            return match site.fetch_for_arg(i) {
                 Some(f) => self.fetch_value(site, f, ty, span),
                 None => Ok(Val::Num(Opnd::Imm(0))),
             };

@@ -268,6 +268,13 @@ impl ProbeSite {
             ProbeSite::Kprobe { ret, .. } | ProbeSite::Uprobe { ret, .. } => *ret,
         }
     }
+    /// The fetch-arg `argN` (N ≥ 1) names: `arg1` on for an entry probe, `arg2` on for a return
+    /// probe, whose `arg1` is the return value with or without fetch-args (ktap's samples
+    /// read `fd=$retval` of a kretprobe as `arg2`).
+    pub fn fetch_for_arg(&self, n: u32) -> Option<&FetchArg> {
+        let first = if self.is_ret() { 2 } else { 1 };
+        self.fetch().get(n.checked_sub(first)? as usize)
+    }
     pub fn from_pattern(&self) -> bool {
         match self {
             ProbeSite::Kprobe { pattern, .. } | ProbeSite::Uprobe { pattern, .. } => *pattern,
@@ -287,6 +294,44 @@ pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
 /// kprobe blacklist. A plain name is taken as it is: reading kallsyms costs the kernel tens of
 /// milliseconds (a second on a slow board), and the kernel checks the name when the probe is
 /// attached; [`kprobe_symbol_problem`] then says what was wrong with it.
+/// The kernel functions `trace ftrace:function /ip==GLOB/` probes: ktap's function-tracer
+/// form is kprobes on the functions the filter names (every function without one), so the
+/// filter picks functions rather than testing events, and is the block's only event's.
+fn ftrace_glob(tr: &Trace, tracer: &str) -> Result<String, (Span, String)> {
+    let ev = tr
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Ftrace { .. }))
+        .expect("an ftrace event");
+    if tracer != "function" {
+        return Err((
+            ev.span,
+            format!("`ftrace:{tracer}` is not a tracer ktap has: only `ftrace:function` is"),
+        ));
+    }
+    let Some(filter) = &tr.filter else {
+        return Ok("*".into());
+    };
+    if tr.events.len() > 1 {
+        return Err((
+            filter.span,
+            "with `/ip==GLOB/`, `ftrace:function` must be the block's only event: the filter names its functions".into(),
+        ));
+    }
+    match &filter.expr {
+        FilterExpr::Cmp {
+            field,
+            op: FilterOp::Eq,
+            value: FilterValue::Str(glob),
+            ..
+        } if field.name == "ip" => Ok(glob.clone()),
+        _ => Err((
+            filter.span,
+            "the filter of `ftrace:function` names the functions to trace, as `/ip==GLOB/` (e.g. `/ip==mutex*/`)".into(),
+        )),
+    }
+}
+
 /// A symbol with glob characters, which names every function it matches.
 fn is_pattern(symbol: &str) -> bool {
     symbol.contains(['*', '?'])
@@ -911,13 +956,28 @@ impl<'l> Checker<'l> {
                         Ok(sites) => others.extend(sites),
                         Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                     },
-                    EventKind::Ftrace { .. } => self.errors.push(Diagnostic::error(
-                        ev.span,
-                        "ftrace events are not supported yet",
-                    )),
+                    EventKind::Ftrace { tracer } => match ftrace_glob(tr, tracer) {
+                        Ok(glob) => match kprobe_symbols(kernel, &glob) {
+                            Ok(syms) => {
+                                others.extend(syms.into_iter().map(|s| ProbeSite::Kprobe {
+                                    symbol: s,
+                                    offset: 0,
+                                    ret: false,
+                                    fetch: Vec::new(),
+                                    pattern: is_pattern(&glob),
+                                }))
+                            }
+                            Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
+                        },
+                        Err((span, m)) => self.errors.push(Diagnostic::error(span, m)),
+                    },
                 }
             }
-            if let Some(f) = &tr.filter {
+            let ftrace = tr
+                .events
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::Ftrace { .. }));
+            if let Some(f) = tr.filter.as_ref().filter(|_| !ftrace) {
                 if others.is_empty() {
                     self.check_filter(&f.expr, &events);
                 } else {
@@ -1805,8 +1865,9 @@ impl<'l> Checker<'l> {
                     for site in &t.others {
                         let fty = match (i, site.fetch()) {
                             (0, _) | (_, []) => Some(Ty::Num),
-                            (i, fetch) => fetch
-                                .get(i as usize - 1)
+                            (1, _) if site.is_ret() => Some(Ty::Num),
+                            (i, _) => site
+                                .fetch_for_arg(u32::from(i))
                                 .map(|f| fetch_ty(f, self.limits.str_cap)),
                         };
                         if let Some(fty) = fty {
