@@ -1,6 +1,7 @@
 //! Names for addresses in output: kernel addresses from `/proc/kallsyms`, user addresses from
 //! the task's memory map and the ELF files mapped there. Loaded only when the program prints
-//! stacks or `%p`, since reading kallsyms costs milliseconds.
+//! stacks, `%p` or events whose text names kernel functions, since reading kallsyms costs
+//! milliseconds.
 
 use ktap_bpf::arch::Kallsyms;
 use ktap_bpf::{Action, MapRole, Program};
@@ -39,7 +40,12 @@ impl Symbols {
         let pointers = prog
             .formats
             .iter()
-            .any(|f| matches!(&f.action, Action::Printf(s) if s.contains("%p")));
+            .any(|f| matches!(&f.action, Action::Printf(s) if s.contains("%p")))
+            // `argstr` of an event whose `print fmt` names kernel functions (`%pS`, `%ps`).
+            || prog
+                .events
+                .iter()
+                .any(|e| ["%pS", "%ps", "%pF", "%pf", "%pB"].iter().any(|c| e.print_fmt.contains(c)));
         let kernel = (stacks || pointers)
             .then(|| std::fs::read_to_string("/proc/kallsyms").ok())
             .flatten()

@@ -1256,6 +1256,33 @@ fn kernel_trace_lines(events: &[&str], comm: &str, f: impl FnOnce()) -> Option<V
     )
 }
 
+/// `argstr` names the kernel functions an event's `print fmt` prints with `%ps`, as the trace
+/// file does: `timer:timer_start` shows its callback as `function=process_timeout`.
+#[test]
+fn argstr_names_kernel_functions() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let out = run(&[
+        "-q",
+        "-e",
+        "var n = 0 trace timer:timer_start { if (n < 20) { print(argstr) } n += 1 }",
+        "--",
+        w.to_str().unwrap(),
+        "sleep",
+        "300",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    let named = so
+        .lines()
+        .filter_map(|l| l.split_once(" function="))
+        .any(|(head, rest)| {
+            head.starts_with("timer_start: timer=")
+                && rest.starts_with(|c: char| c == '_' || c.is_ascii_alphabetic())
+        });
+    assert!(named, "{so}");
+}
+
 #[test]
 fn sample_argstr_prints_events_as_the_kernels_trace_file() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,12 +5,12 @@
 //! line's text. So the line is parsed here as the C it is (a format string, then argument
 //! expressions over `REC->field`) and evaluated over the record. The common cases are covered:
 //! integer conversions with flags, width and length, `%s %c %p`, casts, C's operators and
-//! ternaries, `__get_str()`, `__print_flags()` and `__print_symbolic()`. Anything else (a `%pS`
-//! symbol, `__print_hex()`, a dynamic array, an identifier the line does not define) makes the
-//! whole line fall back to `field=value` for every non-common field, so the text is always
-//! faithful to the record even where it is not the kernel's. Syscall events are not rendered
-//! from `print fmt` by the kernel either: they get its `sys_NAME(arg: value, ...)` and
-//! `sys_NAME -> 0xRET` forms.
+//! ternaries, `__get_str()`, `__print_flags()`, `__print_symbolic()` and kernel symbols (`%pS`,
+//! `%ps`). Anything else (`%pI4`, `__print_hex()`, a dynamic array, an identifier the line does
+//! not define) makes the whole line fall back to `field=value` for every non-common field, so
+//! the text is always faithful to the record even where it is not the kernel's. Syscall events
+//! are not rendered from `print fmt` by the kernel either: they get its `sys_NAME(arg: value,
+//! ...)` and `sys_NAME -> 0xRET` forms.
 //!
 //! `long` is taken to be 64 bits wide, as on every 64-bit target; on a 32-bit target only
 //! `%lx`/`%lu` of a negative `long` print differently (with 16 hex digits, not 8).
@@ -19,7 +19,7 @@ use ktap_bpf::kernel::{TpField, TpFormat};
 use ktap_bpf::Endian;
 
 use crate::printf::{self, Piece};
-use crate::{NoSymbols, Value};
+use crate::{NoSymbols, Symbolizer, Value};
 
 /// Renders `record` (a whole tracepoint record, common fields first) of the event `format`
 /// describes, as one line without a newline: `NAME: TEXT`, as after the timestamp in the
@@ -78,8 +78,14 @@ impl Renderer {
     }
 
     /// Renders one record, written in byte order `endian`. Never fails: a record too short for
-    /// a field shows that field as `?` in the `field=value` form.
+    /// a field shows that field as `?` in the `field=value` form. Addresses (`%pS`) show as
+    /// numbers; [`Renderer::render_symbols`] names them.
     pub fn render(&self, record: &[u8], endian: Endian) -> String {
+        self.render_symbols(record, endian, &NoSymbols)
+    }
+
+    /// [`Renderer::render`], with `%pS` and `%ps` kernel addresses named by `sym`.
+    pub fn render_symbols(&self, record: &[u8], endian: Endian, sym: &dyn Symbolizer) -> String {
         let rec = Record {
             bytes: record,
             endian,
@@ -108,7 +114,7 @@ impl Renderer {
             }
             Style::Format(parts) => {
                 let mut out = Vec::new();
-                match parts.iter().try_for_each(|p| p.write(&rec, &mut out)) {
+                match parts.iter().try_for_each(|p| p.write(&rec, sym, &mut out)) {
                     Some(()) => out,
                     None => fields_text(&rec, &self.fields),
                 }
@@ -307,6 +313,12 @@ impl Val {
 enum Part {
     Literal(Vec<u8>),
     Conv(Conv),
+    /// The kernel's `%pS`/`%pF` (`symbol+0xoff`) or `%ps`/`%pf` (`symbol`): a kernel text
+    /// address by name, or in hex where no symbol holds it.
+    Symbol {
+        arg: Expr,
+        offset: bool,
+    },
 }
 
 /// One conversion of the format string and the argument it prints.
@@ -321,10 +333,23 @@ struct Conv {
 
 impl Part {
     /// Appends this piece's text; `None` when the argument cannot be shown by the conversion.
-    fn write(&self, rec: &Record, out: &mut Vec<u8>) -> Option<()> {
+    fn write(&self, rec: &Record, sym: &dyn Symbolizer, out: &mut Vec<u8>) -> Option<()> {
         let c = match self {
             Part::Literal(b) => {
                 out.extend_from_slice(b);
+                return Some(());
+            }
+            Part::Symbol { arg, offset } => {
+                let Val::Num(n) = arg.eval(rec, 0)? else {
+                    return None;
+                };
+                let addr = n.v as u64;
+                let text = match sym.symbol(addr) {
+                    Some((name, off)) if *offset => format!("{name}+0x{off:x}"),
+                    Some((name, _)) => name,
+                    None => format!("0x{addr:x}"),
+                };
+                out.extend_from_slice(text.as_bytes());
                 return Some(());
             }
             Part::Conv(c) => c,
@@ -775,8 +800,22 @@ fn parse_print_fmt(text: &str, fields: &[TpField]) -> Option<Vec<Part>> {
             i += 1;
             continue;
         }
-        let (spec, bits, next) = conversion(&fmt, i)?;
-        i = next;
+        let symbol = match fmt.get(i..i + 2) {
+            Some(b"pS" | b"pF" | b"pB") => Some(true),
+            Some(b"ps" | b"pf") => Some(false),
+            _ => None,
+        };
+        let conv = match symbol {
+            Some(_) => {
+                i += 2;
+                None
+            }
+            None => {
+                let (spec, bits, next) = conversion(&fmt, i)?;
+                i = next;
+                Some((spec, bits))
+            }
+        };
         if !p.eat(",") {
             return None;
         }
@@ -784,7 +823,13 @@ fn parse_print_fmt(text: &str, fields: &[TpField]) -> Option<Vec<Part>> {
         if !lit.is_empty() {
             parts.push(Part::Literal(std::mem::take(&mut lit)));
         }
-        parts.push(Part::Conv(Conv { spec, bits, arg }));
+        parts.push(match (conv, symbol) {
+            (Some((spec, bits)), _) => Part::Conv(Conv { spec, bits, arg }),
+            (None, offset) => Part::Symbol {
+                arg,
+                offset: offset.unwrap_or(true),
+            },
+        });
     }
     if !lit.is_empty() {
         parts.push(Part::Literal(lit));
@@ -794,7 +839,8 @@ fn parse_print_fmt(text: &str, fields: &[TpField]) -> Option<Vec<Part>> {
 }
 
 /// The conversion after the `%` at `i - 1`: its spec, the bits its length modifier names and
-/// the index after it. Kernel extensions (`%pS`, `%pI4`, ...) and `*` widths are not handled.
+/// the index after it. Kernel extensions other than the symbol ones (`%pI4`, ...) and `*`
+/// widths are not handled.
 fn conversion(fmt: &[u8], start: usize) -> Option<(printf::Spec, u32, usize)> {
     let mut i = start;
     while fmt
@@ -1227,10 +1273,35 @@ mod tests {
         assert_eq!(show(s, 42, 0), "ev: 0x2a");
     }
 
+    /// Kernel text addresses: `%pS` with the offset, `%ps` without, hex where no symbol holds
+    /// the address (and always without a symbolizer).
+    #[test]
+    fn symbol_conversions_name_kernel_addresses() {
+        struct One;
+        impl Symbolizer for One {
+            fn symbol(&self, addr: u64) -> Option<(String, u64)> {
+                (0x1000..0x1100)
+                    .contains(&addr)
+                    .then(|| ("ksys_read".to_string(), addr - 0x1000))
+            }
+        }
+        let f = fmt(r#""(%pS <- %ps) %pF", REC->x, REC->x, REC->u"#);
+        let r = Renderer::new(&f);
+        assert!(r.interprets_print_fmt());
+        assert_eq!(
+            r.render_symbols(&rec(0x106c, 7), Endian::Little, &One),
+            "ev: (ksys_read+0x6c <- ksys_read) 0x7"
+        );
+        assert_eq!(
+            r.render(&rec(0x106c, 7), Endian::Little),
+            "ev: (0x106c <- 0x106c) 0x7"
+        );
+    }
+
     #[test]
     fn unsupported_falls_back_to_fields() {
         for f in [
-            r#""%pS", REC->x"#,
+            r#""%pI4", REC->x"#,
             r#""%*d", 3, REC->x"#,
             r#""%d", __print_hex(REC->x, 4)"#,
             r#""%d", SOME_ENUM"#,
@@ -1248,7 +1319,7 @@ mod tests {
             assert_eq!(show(f, -2, 3), "ev: x=-2 u=3", "{f}");
         }
         // Which lines are parsed is known before any record is seen.
-        assert!(!Renderer::new(&fmt(r#""%pS", REC->x"#)).interprets_print_fmt());
+        assert!(!Renderer::new(&fmt(r#""%pI4", REC->x"#)).interprets_print_fmt());
         assert!(Renderer::new(&fmt(r#""%d", REC->x"#)).interprets_print_fmt());
         // A format without conversions is its text.
         assert_eq!(show(r#""hello""#, 0, 0), "ev: hello");

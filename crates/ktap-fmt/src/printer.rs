@@ -373,8 +373,9 @@ impl<S: Symbolizer> Printer<S> {
         if !matches!(slot, Some((n, _)) if *n == name) {
             *slot = Some((name, Renderer::new(event)));
         }
-        slot.as_ref()
-            .map_or_else(String::new, |(_, r)| r.render(raw, prog.target.endian))
+        slot.as_ref().map_or_else(String::new, |(_, r)| {
+            r.render_symbols(raw, prog.target.endian, &self.sym)
+        })
     }
 }
 

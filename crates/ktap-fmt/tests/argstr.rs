@@ -188,7 +188,7 @@ fn sched_wakeup_pads_with_zeros() {
 #[test]
 fn the_fallback_lists_every_field() {
     let mut f = format("sched.sched_switch");
-    f.print_fmt = r#""%pS", REC->prev_pid"#.into();
+    f.print_fmt = r#""%pI4", REC->prev_pid"#.into();
     let out = Rec::new(&f, Endian::Little)
         .chars("prev_comm", "bash")
         .int("prev_pid", 1)
