@@ -1256,6 +1256,41 @@ fn kernel_trace_lines(events: &[&str], comm: &str, f: impl FnOnce()) -> Option<V
     )
 }
 
+/// A uprobe's `argstr` is the kernel's uprobe-event form: the address probed, then each
+/// fetch-arg (a string quoted, `:u32` in decimal: `O_CLOEXEC`); a uretprobe's is the return address and the function.
+#[test]
+fn uprobe_argstr_has_the_kernels_uprobe_event_form() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let libc = "/lib/x86_64-linux-gnu/libc.so.6";
+    let script = format!(
+        "trace probe:{libc}:openat path=+0(%si):string flags=%dx:u32 {{ if (execname == \"ktap-workload\") {{ print(argstr) }} }} \
+         trace probe:{libc}:openat%return {{ if (execname == \"ktap-workload\" && arg1 >= 0) {{ print(argstr) }} }}"
+    );
+    let out = run(&[
+        "-q",
+        "-e",
+        &script,
+        "--",
+        w.to_str().unwrap(),
+        "open",
+        "/etc/hostname",
+        "1",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    let entry = so
+        .lines()
+        .find(|l| l.ends_with(") path=\"/etc/hostname\" flags=524288"));
+    let entry = entry.unwrap_or_else(|| panic!("{so}"));
+    assert!(entry.starts_with("openat: (0x7f"), "{so}");
+    assert!(
+        so.lines()
+            .any(|l| l.starts_with("openat: (0x") && l.ends_with(" <- openat)")),
+        "{so}"
+    );
+}
+
 /// `argstr` names the kernel functions an event's `print fmt` prints with `%ps`, as the trace
 /// file does: `timer:timer_start` shows its callback as `function=process_timeout`.
 #[test]

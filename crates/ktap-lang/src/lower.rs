@@ -4474,6 +4474,9 @@ impl<'s, 'a> FnLower<'s, 'a> {
         size: u32,
         span: Span,
     ) -> R<()> {
+        if let Some(site) = self.site {
+            return self.output_site_argstr(site, id, vals, fields, size, span);
+        }
         let Some(event) = self.event else {
             return Err(self.err(span, "`argstr` is the text of a tracepoint event"));
         };
@@ -4663,6 +4666,178 @@ impl<'s, 'a> FnLower<'s, 'a> {
         });
         self.push(Inst::Label(done));
         Ok(())
+    }
+
+    /// `argstr` of a kprobe or uprobe: the kernel's own events for them (those made through
+    /// `kprobe_events` and `uprobe_events`) print `NAME: (vfs_read+0x0) fd=0x3`,
+    /// `NAME: (ksys_read+0x6c <- vfs_read) ...`, `NAME: (0x7f01c2d3a0b0) ...` and
+    /// `NAME: (0x55d0c4e1a2f4 <- malloc) ...`. The probe sends what only the event knows (the
+    /// address of a uprobe, the return address of a return probe, the fetch-args) as a record
+    /// laid out like those events' own, and ktap renders it from a `print fmt` made here.
+    fn output_site_argstr(
+        &mut self,
+        site: &ProbeSite,
+        id: u32,
+        vals: &[(Val, ValueType)],
+        fields: &[Field],
+        size: u32,
+        span: Span,
+    ) -> R<()> {
+        let (format, values) = self.site_record(site, span)?;
+        let raw = format.size();
+        let index = self.g.event_index(&format);
+        let map = self.g.argstr_map(size + raw);
+        let key = self.zero_word()?;
+        let p = self.lookup(map, key);
+        let done = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: 0,
+            src: Opnd::Imm(id as i32),
+        });
+        for ((v, vt), f) in vals.iter().zip(fields) {
+            if *vt == ValueType::Argstr {
+                let word = self.konst(i64::from(index) << 32 | i64::from(raw));
+                let w = self.reg(word);
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::V(p),
+                    off: f.offset as i16,
+                    src: Opnd::V(w),
+                });
+            } else {
+                self.store_val(Base::V(p), f.offset as i16, *vt, *v);
+            }
+        }
+        // The record's first 8 bytes stand for the common fields, as in a tracepoint's.
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: size as i16,
+            src: Opnd::Imm(0),
+        });
+        for (f, (v, vt)) in format.fields.iter().skip(1).zip(values) {
+            self.store_val(Base::V(p), (size + f.offset) as i16, vt, v);
+        }
+        let out = self.g.output;
+        self.push(Inst::Call {
+            helper: h::PERF_EVENT_OUTPUT,
+            args: vec![
+                Arg::V(self.ctx),
+                Arg::Map(out),
+                Arg::Imm(CURRENT_CPU),
+                Arg::V(p),
+                Arg::Imm(i64::from(size + raw)),
+            ],
+            dst: None,
+        });
+        self.push(Inst::Label(done));
+        Ok(())
+    }
+
+    /// The layout and `print fmt` of a probe's `argstr` record, and the values of its fields
+    /// after the 8 bytes that stand for the common ones.
+    fn site_record(
+        &mut self,
+        site: &ProbeSite,
+        span: Span,
+    ) -> R<(TpFormat, Vec<(Val, ValueType)>)> {
+        let regs = arch::regs(self.g.target);
+        let (kprobe, ret) = (matches!(site, ProbeSite::Kprobe { .. }), site.is_ret());
+        let mut fields = vec![TpField {
+            name: "common_type".into(),
+            c_type: "unsigned long".into(),
+            offset: 0,
+            size: 8,
+            signed: false,
+            array_len: None,
+        }];
+        let mut values = Vec::new();
+        let mut args = Vec::new();
+        let add = |fields: &mut Vec<TpField>, name: &str, size: u32, signed: bool, chars| {
+            let offset = fields.last().map_or(0, |f| f.offset + f.size);
+            fields.push(TpField {
+                name: name.into(),
+                c_type: if chars { "char".into() } else { "u64".into() },
+                offset,
+                size,
+                signed,
+                array_len: chars.then_some(size),
+            });
+        };
+        let head = match (kprobe, ret) {
+            (true, false) => match site {
+                ProbeSite::Kprobe { symbol, offset, .. } => format!("({symbol}+0x{offset:x})"),
+                ProbeSite::Uprobe { .. } => unreachable!("a kprobe"),
+            },
+            (true, true) => {
+                add(&mut fields, "__probe_ret_ip", 8, false, false);
+                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
+                args.push("REC->__probe_ret_ip".to_string());
+                format!("(%pS <- {})", site.symbol())
+            }
+            (false, false) => {
+                add(&mut fields, "__probe_ip", 8, false, false);
+                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
+                args.push("REC->__probe_ip".to_string());
+                "(0x%lx)".to_string()
+            }
+            (false, true) => {
+                add(&mut fields, "__probe_ret_ip", 8, false, false);
+                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
+                args.push("REC->__probe_ret_ip".to_string());
+                format!("(0x%lx <- {})", site.symbol())
+            }
+        };
+        let mut text = head;
+        let first = if ret { 2 } else { 1 };
+        for (i, f) in site.fetch().iter().enumerate() {
+            let ty = fetch_ty(f, self.g.str_cap);
+            let v = self.site_arg(site, first + i as u32, ty, span)?;
+            // The kernel's fetch types print as: unsigned in decimal, signed in decimal, the
+            // default (the word, `x64` or `x32`) in hex, strings quoted.
+            let conv = match f.ty.as_deref() {
+                // Escaped: this goes inside the C string of the `print fmt` line.
+                Some("string") => "\\\"%s\\\"",
+                Some(t) if t.starts_with('u') => "%llu",
+                Some(t) if t.starts_with('s') => "%lld",
+                _ => "0x%llx",
+            };
+            text.push_str(&format!(" {}={conv}", f.name));
+            args.push(format!("REC->{}", f.name));
+            match ty {
+                Ty::Str(cap) => {
+                    let cap = round8(cap);
+                    add(&mut fields, &f.name, cap, false, true);
+                    values.push((v, ValueType::Str(cap)));
+                }
+                _ => {
+                    let signed = f.ty.as_deref().is_some_and(|t| t.starts_with('s'));
+                    add(&mut fields, &f.name, 8, signed, false);
+                    values.push((v, ValueType::Int));
+                }
+            }
+        }
+        let mut print_fmt = format!("\"{text}\"");
+        for a in &args {
+            print_fmt.push_str(", ");
+            print_fmt.push_str(a);
+        }
+        let format = TpFormat {
+            category: if kprobe { "kprobes" } else { "uprobes" }.into(),
+            name: site.symbol().to_string(),
+            id: 0,
+            fields: fields.into(),
+            print_fmt,
+        };
+        Ok((format, values))
     }
 
     /// Hands the record at `r10 + rec` to userspace through the output buffer.
@@ -5199,7 +5374,10 @@ impl Shared<'_> {
 
     /// The index of `event`'s layout among those `argstr` records name.
     fn event_index(&mut self, event: &TpFormat) -> u32 {
-        let same = |e: &TpFormat| e.category == event.category && e.name == event.name;
+        // Probes on one function with different fetch-args have layouts of the same name.
+        let same = |e: &TpFormat| {
+            e.category == event.category && e.name == event.name && e.print_fmt == event.print_fmt
+        };
         match self.events.iter().position(same) {
             Some(i) => i as u32,
             None => {

@@ -1827,10 +1827,6 @@ impl<'l> Checker<'l> {
                         self.err(span, "`argstr` is only defined inside `trace` blocks")
                     }
                     None => self.err(span, "`argstr` is the text of a tracepoint event; a `profile` block has none"),
-                    Some(t) if !t.others.is_empty() => self.err(
-                        span,
-                        "`argstr` is the text of a tracepoint event; kprobes and uprobes have none (print their arguments)",
-                    ),
                     Some(_) if !self.direct_print_arg => self.err(
                         span,
                         "`argstr` is rendered by ktap in userspace, so it can only be printed: `print(argstr)` or `printf(\"%s\", argstr)`",
