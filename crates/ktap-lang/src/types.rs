@@ -669,6 +669,8 @@ pub const RELEASE_CAP: u32 = 64;
 
 /// Frames a stack keeps when the script does not say (`stack()`).
 pub const DEFAULT_STACK_DEPTH: u32 = 16;
+/// The deepest stack a probe can ask for (the kernel's `perf_event_max_stack` default).
+pub const MAX_STACK_DEPTH: u32 = 127;
 
 /// Settings that shape types.
 #[derive(Clone, Debug)]
@@ -2530,11 +2532,13 @@ impl<'l> Checker<'l> {
                 if arity(self, 0, hi) {
                     let depth = match args.first() {
                         Some(a) => match const_int(a) {
-                            Some(d) if (1..=127).contains(&d) => d as u32,
+                            Some(d) if (1..=MAX_STACK_DEPTH as i64).contains(&d) => d as u32,
+                            // ktap's "every frame" (its samples write `stack(-1, 12)`).
+                            Some(-1) => MAX_STACK_DEPTH,
                             _ => {
                                 self.err(
                                     a.span,
-                                    "the depth of a stack is a constant from 1 to 127",
+                                    "the depth of a stack is a constant from 1 to 127, or -1 for all of it",
                                 );
                                 DEFAULT_STACK_DEPTH
                             }

@@ -123,6 +123,27 @@ fn big_endian_targets_encode_the_same_program_swapped() {
     );
 }
 
+/// The stack map keeps as many frames as the deepest stack asked for: `stack(-1)` is every
+/// frame the kernel records (127), a plain `stack()` 16.
+#[test]
+fn stack_map_depth_follows_the_deepest_stack() {
+    let k = support::FixtureKernel::new();
+    let frames = |text: &str| {
+        let src = Source {
+            name: "t.kp".into(),
+            text: text.into(),
+        };
+        let p = compile(&src, &k, &options(&src)).expect("compiles");
+        let i = p
+            .map_with_role(ktap_bpf::MapRole::Stacks)
+            .expect("a stack map");
+        p.maps[i as usize].value_size / 8
+    };
+    assert_eq!(frames("profile-1s { print(stack()) }"), 16);
+    assert_eq!(frames("profile-1s { print(stack(4)) }"), 4);
+    assert_eq!(frames("profile-1s { print(stack(-1, 12)) }"), 127);
+}
+
 /// A kprobe on a plain name compiles without reading kallsyms; when the kernel will not attach
 /// it, this says why from kallsyms (the binary prints it at the probe).
 #[test]
