@@ -30,7 +30,7 @@ pub struct Config {
     pub targets: PathBuf,
     /// Where the console logs and the host's products go.
     pub work: PathBuf,
-    /// Only the cases whose names contain this.
+    /// Only the cases whose names contain this, or one of its comma-separated parts.
     pub only: Option<String>,
     /// `bench`: how many rounds, and how many getppid calls the big workload makes.
     pub rounds: usize,
@@ -221,7 +221,7 @@ pub fn load_cases(dir: &Path, only: Option<&str>) -> Result<Vec<Case>, String> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if only.is_some_and(|o| !name.contains(o)) {
+        if only.is_some_and(|o| !o.split(',').any(|part| name.contains(part))) {
             continue;
         }
         let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;

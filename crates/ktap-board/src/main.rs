@@ -16,7 +16,7 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: ktap-board run|shell|bench --arch ARCH --kernel FILE --ktap FILE --board FILE --workload FILE
                   --host-ktap FILE [--cases DIR] [--samples DIR] [--targets DIR] [--work DIR]
-                  [--only TEXT] [--rounds N] [--events N]
+                  [--only TEXT[,TEXT...]] [--rounds N] [--events N]
   run     boot ARCH's kernel with the cases of DIR (default board-tests) and judge them; the
           last line is `board-test ARCH: N passed, M failed`
   shell   boot it with a prompt on this terminal

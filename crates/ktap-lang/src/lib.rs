@@ -1,10 +1,12 @@
 //! The ktap language: from script text to a [`ktap_bpf::Program`].
 //!
 //! Stages, each a module with one entry function: [`parser::parse`] (driving the lexer),
-//! [`types::check`], [`lower::lower`], [`regalloc::allocate`] and [`emit::emit`]; [`compile`]
-//! runs them in order. Nothing here performs I/O: what the compiler must know about the kernel
-//! comes through [`ktap_bpf::kernel::Kernel`].
+//! [`alias::resolve`] (names for built-in functions), [`types::check`], [`lower::lower`],
+//! [`regalloc::allocate`] and [`emit::emit`]; [`compile`] runs them in order. Nothing here
+//! performs I/O: what the compiler must know about the kernel comes through
+//! [`ktap_bpf::kernel::Kernel`].
 
+pub mod alias;
 pub mod ast;
 pub mod diag;
 pub mod emit;
@@ -53,7 +55,8 @@ pub fn compile(
     kernel: &dyn Kernel,
     opts: &Options,
 ) -> Result<Program, Vec<Diagnostic>> {
-    let script = parser::parse(source)?;
+    let mut script = parser::parse(source)?;
+    alias::resolve(&mut script);
     let typed = types::check(&script, kernel, &opts.limits)?;
     let lowered = lower::lower(&script, &typed, opts.target, &opts.limits)?;
     let mut probes = Vec::new();

@@ -2039,10 +2039,16 @@ impl<'l> Checker<'l> {
                         return ty;
                     }
                 }
-                self.err(
-                    e.span,
-                    "`table.field` is not supported yet: write `t[\"field\"]`",
-                );
+                match callee_name(e).filter(|n| BUILTIN_FUNCS.contains(&n.as_str())) {
+                    Some(f) => self.err(
+                        e.span,
+                        format!("`{f}` is a built-in function, not a value: call it, or give it a name with a top-level `var` that is only called"),
+                    ),
+                    None => self.err(
+                        e.span,
+                        "`table.field` is not supported yet: write `t[\"field\"]`",
+                    ),
+                }
                 Ty::Unknown
             }
             ExprKind::Call { callee, args } => self.call(e, callee, args, ctx),
