@@ -403,7 +403,22 @@ fn sdt_sites(
         .read_file(path)
         .map_err(|e| format!("cannot read {path}: {e}"))?;
     let elf = ktap_elf::Elf::parse((*bytes).as_ref()).map_err(|e| format!("{path}: {e}"))?;
-    let notes = elf.find_sdt(name).map_err(|e| format!("{path}: {e}"))?;
+    let pattern = is_pattern(name);
+    let notes = if pattern {
+        // A glob over `provider:name`, or over the name alone when it names no provider.
+        let all = elf.sdt_notes().map_err(|e| format!("{path}: {e}"))?;
+        let matches = |n: &ktap_elf::SdtNote| match name.contains(':') {
+            true => ktap_bpf::kernel::glob_match(name, &n.full_name()),
+            false => ktap_bpf::kernel::glob_match(name, n.name),
+        };
+        let found: Vec<_> = all.into_iter().filter(matches).collect();
+        if found.is_empty() {
+            return Err(format!("{path}: no SDT marker matches `{name}`"));
+        }
+        found
+    } else {
+        elf.find_sdt(name).map_err(|e| format!("{path}: {e}"))?
+    };
     let mut sites = Vec::new();
     for note in notes {
         if note.semaphore_addr.is_some() {
@@ -459,7 +474,7 @@ fn sdt_sites(
             offset,
             ret: false,
             fetch,
-            pattern: false,
+            pattern,
         });
     }
     Ok(sites)
