@@ -4481,16 +4481,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             return Err(self.err(span, "`argstr` is the text of a tracepoint event"));
         };
         let index = self.g.event_index(event);
-        let map = self.g.argstr_map(size + ARGSTR_RAW);
-        let key = self.zero_word()?;
-        let p = self.lookup(map, key);
-        let done = self.f.new_label();
-        self.push(Inst::Jmp {
-            op: BPF_JEQ,
-            a: p,
-            b: Opnd::Imm(0),
-            target: done,
-        });
+        let (p, done) = self.argstr_value(size + ARGSTR_RAW)?;
         // The bytes to copy after the first 8: the fixed part, or up to the end of the
         // furthest `__data_loc` string, at most ARGSTR_RAW in all.
         let fixed = event.size().clamp(8, ARGSTR_RAW);
@@ -4570,51 +4561,28 @@ impl<'s, 'a> FnLower<'s, 'a> {
             // Unsigned, so a length below 8 (no record has one) could not pass either.
             self.clamp_max(n, ARGSTR_RAW as i32 - 8);
         }
-        self.push(Inst::Store {
-            size: BPF_DW,
-            base: Base::V(p),
-            off: 0,
-            src: Opnd::Imm(id as i32),
+        // index << 32 | the raw record's length (n + 8).
+        let word = self.f.new_reg();
+        self.push(Inst::Mov {
+            dst: word,
+            src: Opnd::V(n),
         });
-        for ((v, vt), f) in vals.iter().zip(fields) {
-            if *vt != ValueType::Argstr {
-                self.store_val(Base::V(p), f.offset as i16, *vt, *v);
-                continue;
-            }
-            // index << 32 | the raw record's length (n + 8).
-            let word = self.f.new_reg();
-            self.push(Inst::Mov {
-                dst: word,
-                src: Opnd::V(n),
-            });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: word,
+            src: Opnd::Imm(8),
+            w32: false,
+        });
+        if index > 0 {
+            let hi = self.konst(i64::from(index) << 32);
             self.push(Inst::Alu {
-                op: BPF_ADD,
+                op: BPF_OR,
                 dst: word,
-                src: Opnd::Imm(8),
+                src: hi,
                 w32: false,
             });
-            if index > 0 {
-                let hi = self.konst(i64::from(index) << 32);
-                self.push(Inst::Alu {
-                    op: BPF_OR,
-                    dst: word,
-                    src: hi,
-                    w32: false,
-                });
-            }
-            self.push(Inst::Store {
-                size: BPF_DW,
-                base: Base::V(p),
-                off: f.offset as i16,
-                src: Opnd::V(word),
-            });
         }
-        self.push(Inst::Store {
-            size: BPF_DW,
-            base: Base::V(p),
-            off: size as i16,
-            src: Opnd::Imm(0),
-        });
+        self.store_argstr_fields(p, id, vals, fields, size, Opnd::V(word));
         let (dst, src) = (self.f.new_reg(), self.f.new_reg());
         self.push(Inst::Mov {
             dst,
@@ -4652,6 +4620,67 @@ impl<'s, 'a> FnLower<'s, 'a> {
             src: Opnd::Imm(size as i32 + 8),
             w32: false,
         });
+        self.emit_argstr_record(p, Arg::V(total), done);
+        Ok(())
+    }
+
+    /// The per-CPU map value an `argstr` record of up to `len` bytes is built in, and the
+    /// label after the record, taken when there is none.
+    fn argstr_value(&mut self, len: u32) -> R<(VReg, Label)> {
+        let map = self.g.argstr_map(len);
+        let key = self.zero_word()?;
+        let p = self.lookup(map, key);
+        let done = self.f.new_label();
+        self.push(Inst::Jmp {
+            op: BPF_JEQ,
+            a: p,
+            b: Opnd::Imm(0),
+            target: done,
+        });
+        Ok((p, done))
+    }
+
+    /// Writes an `argstr` record's format id and fields into the value at `p`, the `argstr`
+    /// field as `word` (`index << 32 | length`), and zeros for the 8 bytes after them that
+    /// stand for the event's common fields.
+    fn store_argstr_fields(
+        &mut self,
+        p: VReg,
+        id: u32,
+        vals: &[(Val, ValueType)],
+        fields: &[Field],
+        size: u32,
+        word: Opnd,
+    ) {
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: 0,
+            src: Opnd::Imm(id as i32),
+        });
+        for ((v, vt), f) in vals.iter().zip(fields) {
+            if *vt == ValueType::Argstr {
+                let w = self.reg(word);
+                self.push(Inst::Store {
+                    size: BPF_DW,
+                    base: Base::V(p),
+                    off: f.offset as i16,
+                    src: Opnd::V(w),
+                });
+            } else {
+                self.store_val(Base::V(p), f.offset as i16, *vt, *v);
+            }
+        }
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: size as i16,
+            src: Opnd::Imm(0),
+        });
+    }
+
+    /// Sends the `len` bytes of the `argstr` record at `p` to userspace, then places `done`.
+    fn emit_argstr_record(&mut self, p: VReg, len: Arg, done: Label) {
         let out = self.g.output;
         self.push(Inst::Call {
             helper: h::PERF_EVENT_OUTPUT,
@@ -4660,12 +4689,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 Arg::Map(out),
                 Arg::Imm(CURRENT_CPU),
                 Arg::V(p),
-                Arg::V(total),
+                len,
             ],
             dst: None,
         });
         self.push(Inst::Label(done));
-        Ok(())
     }
 
     /// `argstr` of a kprobe or uprobe: the kernel's own events for them (those made through
@@ -4686,59 +4714,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
         let (format, values) = self.site_record(site, span)?;
         let raw = format.size();
         let index = self.g.event_index(&format);
-        let map = self.g.argstr_map(size + raw);
-        let key = self.zero_word()?;
-        let p = self.lookup(map, key);
-        let done = self.f.new_label();
-        self.push(Inst::Jmp {
-            op: BPF_JEQ,
-            a: p,
-            b: Opnd::Imm(0),
-            target: done,
-        });
-        self.push(Inst::Store {
-            size: BPF_DW,
-            base: Base::V(p),
-            off: 0,
-            src: Opnd::Imm(id as i32),
-        });
-        for ((v, vt), f) in vals.iter().zip(fields) {
-            if *vt == ValueType::Argstr {
-                let word = self.konst(i64::from(index) << 32 | i64::from(raw));
-                let w = self.reg(word);
-                self.push(Inst::Store {
-                    size: BPF_DW,
-                    base: Base::V(p),
-                    off: f.offset as i16,
-                    src: Opnd::V(w),
-                });
-            } else {
-                self.store_val(Base::V(p), f.offset as i16, *vt, *v);
-            }
-        }
-        // The record's first 8 bytes stand for the common fields, as in a tracepoint's.
-        self.push(Inst::Store {
-            size: BPF_DW,
-            base: Base::V(p),
-            off: size as i16,
-            src: Opnd::Imm(0),
-        });
+        let (p, done) = self.argstr_value(size + raw)?;
+        let word = self.konst(i64::from(index) << 32 | i64::from(raw));
+        self.store_argstr_fields(p, id, vals, fields, size, word);
         for (f, (v, vt)) in format.fields.iter().skip(1).zip(values) {
             self.store_val(Base::V(p), (size + f.offset) as i16, vt, v);
         }
-        let out = self.g.output;
-        self.push(Inst::Call {
-            helper: h::PERF_EVENT_OUTPUT,
-            args: vec![
-                Arg::V(self.ctx),
-                Arg::Map(out),
-                Arg::Imm(CURRENT_CPU),
-                Arg::V(p),
-                Arg::Imm(i64::from(size + raw)),
-            ],
-            dst: None,
-        });
-        self.push(Inst::Label(done));
+        self.emit_argstr_record(p, Arg::Imm(i64::from(size + raw)), done);
         Ok(())
     }
 
@@ -4772,30 +4754,25 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 array_len: chars.then_some(size),
             });
         };
-        let head = match (kprobe, ret) {
-            (true, false) => match site {
-                ProbeSite::Kprobe { symbol, offset, .. } => format!("({symbol}+0x{offset:x})"),
-                ProbeSite::Uprobe { .. } => unreachable!("a kprobe"),
-            },
-            (true, true) => {
-                add(&mut fields, "__probe_ret_ip", 8, false, false);
-                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
-                args.push("REC->__probe_ret_ip".to_string());
-                format!("(%pS <- {})", site.symbol())
+        // A kprobe's place is known when it is compiled; the others' are in the registers
+        // (at a return probe, the instruction pointer is the return address).
+        let (head, ip) = match (site, ret) {
+            (ProbeSite::Kprobe { symbol, offset, .. }, false) => {
+                (format!("({symbol}+0x{offset:x})"), None)
             }
-            (false, false) => {
-                add(&mut fields, "__probe_ip", 8, false, false);
-                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
-                args.push("REC->__probe_ip".to_string());
-                "(0x%lx)".to_string()
+            (ProbeSite::Kprobe { symbol, .. }, true) => {
+                (format!("(%pS <- {symbol})"), Some("__probe_ret_ip"))
             }
-            (false, true) => {
-                add(&mut fields, "__probe_ret_ip", 8, false, false);
-                values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
-                args.push("REC->__probe_ret_ip".to_string());
-                format!("(0x%lx <- {})", site.symbol())
+            (ProbeSite::Uprobe { .. }, false) => ("(0x%lx)".to_string(), Some("__probe_ip")),
+            (ProbeSite::Uprobe { symbol, .. }, true) => {
+                (format!("(0x%lx <- {symbol})"), Some("__probe_ret_ip"))
             }
         };
+        if let Some(name) = ip {
+            add(&mut fields, name, 8, false, false);
+            values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
+            args.push(format!("REC->{name}"));
+        }
         let mut text = head;
         let first = if ret { 2 } else { 1 };
         for (i, f) in site.fetch().iter().enumerate() {
