@@ -439,6 +439,7 @@ mod tests {
                 },
                 func: func.clone(),
                 span: Span::new(0, 30),
+                optional: false,
             }],
             user: Vec::new(),
             events: Vec::new(),

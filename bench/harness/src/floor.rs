@@ -96,6 +96,7 @@ fn program(tracepoints: &[(String, String)]) -> Result<Program, String> {
                 },
                 func: func.clone(),
                 span: Span::default(),
+                optional: false,
             })
             .collect(),
         user: Vec::new(),

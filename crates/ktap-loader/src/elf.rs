@@ -328,6 +328,7 @@ mod tests {
             event,
             func: Function { insns, spans },
             span: Span::default(),
+            optional: false,
         }
     }
 

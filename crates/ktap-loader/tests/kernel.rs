@@ -53,6 +53,7 @@ fn probe(name: &str, event: Event, insns: Vec<Insn>) -> Probe {
         event,
         func: Function { insns, spans },
         span: Span::default(),
+        optional: false,
     }
 }
 
