@@ -217,11 +217,15 @@ fn program(cli: &Cli, prog: &Program, limits: &Limits) -> Result<bool, String> {
         }
     };
     // Probes verified as one (a glob's probes differ only in the event's name) share a line.
+    let mut alike = vec![0usize; stats.len()];
+    for first in stats.iter().filter_map(|s| s.same_as) {
+        alike[first] += 1;
+    }
     for (i, p) in prog.probes.iter().enumerate() {
         if stats[i].same_as.is_some() {
             continue;
         }
-        let same = stats.iter().filter(|s| s.same_as == Some(i)).count();
+        let same = alike[i];
         let also = if same > 0 {
             format!(" (and {same} more alike)")
         } else {

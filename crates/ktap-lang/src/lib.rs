@@ -183,21 +183,22 @@ pub fn listing(prog: &Program) -> String {
             pc += if f.insns[pc].is_ld_imm64() { 2 } else { 1 };
         }
     };
-    // A glob gives many probes with the same code: list each body once, naming its events.
-    let mut shown: Vec<usize> = Vec::new();
+    // A glob gives many probes with the same code: list each body once, naming its events
+    // (grouped through a map: a glob over kernel functions has tens of thousands of probes).
+    let mut groups: Vec<Vec<&str>> = Vec::new();
+    let mut first: Vec<usize> = Vec::new();
+    let mut by_code: std::collections::HashMap<&[ktap_bpf::Insn], usize> =
+        std::collections::HashMap::new();
     for (i, p) in prog.probes.iter().enumerate() {
-        if shown
-            .iter()
-            .any(|&j| prog.probes[j].func.insns == p.func.insns)
-        {
-            continue;
-        }
-        shown.push(i);
-        let same: Vec<&str> = prog.probes[i..]
-            .iter()
-            .filter(|q| q.func.insns == p.func.insns)
-            .map(|q| q.name.as_str())
-            .collect();
+        let g = *by_code.entry(p.func.insns.as_slice()).or_insert_with(|| {
+            groups.push(Vec::new());
+            first.push(i);
+            groups.len() - 1
+        });
+        groups[g].push(p.name.as_str());
+    }
+    for (same, i) in groups.iter().zip(first) {
+        let p = &prog.probes[i];
         let title = if same.len() > 3 {
             format!(
                 "probe {} (and {} more with the same code)",

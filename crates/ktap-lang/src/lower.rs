@@ -446,6 +446,10 @@ struct Shared<'a> {
     runtime: Runtime,
     /// The tracepoint layouts `argstr` records name, and the map their records are built in.
     events: Vec<TpFormat>,
+    /// Each layout's index in `events`, by category, name and `print fmt` (probes on one
+    /// function with different fetch-args have layouts of one name): a glob over thousands
+    /// of functions must not search the list for each.
+    event_ids: HashMap<(String, String, String), u32>,
     argstr_map: Option<u32>,
     /// Formats by their content, so a print inlined twice or in many probes shares one id.
     format_ids: HashMap<(String, Vec<Field>, u32), u32>,
@@ -611,6 +615,7 @@ impl<'a> Shared<'a> {
             timestamps: limits.timestamps,
             runtime,
             events: Vec::new(),
+            event_ids: HashMap::new(),
             argstr_map: None,
             format_ids: HashMap::new(),
             field_uses: Vec::new(),
@@ -5351,17 +5356,17 @@ impl Shared<'_> {
 
     /// The index of `event`'s layout among those `argstr` records name.
     fn event_index(&mut self, event: &TpFormat) -> u32 {
-        // Probes on one function with different fetch-args have layouts of the same name.
-        let same = |e: &TpFormat| {
-            e.category == event.category && e.name == event.name && e.print_fmt == event.print_fmt
-        };
-        match self.events.iter().position(same) {
-            Some(i) => i as u32,
-            None => {
-                self.events.push(event.clone());
-                self.events.len() as u32 - 1
-            }
+        let key = (
+            event.category.clone(),
+            event.name.clone(),
+            event.print_fmt.clone(),
+        );
+        let next = self.events.len() as u32;
+        let id = *self.event_ids.entry(key).or_insert(next);
+        if id == next {
+            self.events.push(event.clone());
         }
+        id
     }
 
     /// The per-CPU map `argstr` records are built in, with values of at least `size` bytes.

@@ -15,6 +15,7 @@ use object::{
     elf, Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags,
     SymbolKind, SymbolScope,
 };
+use std::collections::HashMap;
 
 /// Bytes in one legacy `struct bpf_map_def` record:
 /// `{type, key_size, value_size, max_entries, map_flags, id, pinning}`, seven `u32`s.
@@ -48,18 +49,21 @@ pub struct InvalidProgram {
 /// (program type, instructions) pair, in order of each one's first probe.
 pub fn layout(prog: &Program) -> Vec<ObjectProgram> {
     let mut out: Vec<ObjectProgram> = Vec::new();
+    // By program type and instructions: a glob over thousands of functions gives as many
+    // probes, most of them different (each one's `probename`), so no list search per probe.
+    let mut index: HashMap<(u8, &[Insn]), usize> = HashMap::new();
     for (i, probe) in prog.probes.iter().enumerate() {
-        let shared = out.iter_mut().find(|o| {
-            let first = &prog.probes[o.probes[0]];
-            same_type(&first.event, &probe.event) && first.func.insns == probe.func.insns
-        });
-        match shared {
-            Some(o) => o.probes.push(i),
-            None => out.push(ObjectProgram {
-                symbol: format!("ktap{}_{}", out.len(), sanitize(&probe.name)),
-                section: section_name(probe),
-                probes: vec![i],
-            }),
+        let key = (prog_kind(&probe.event), probe.func.insns.as_slice());
+        match index.get(&key) {
+            Some(&o) => out[o].probes.push(i),
+            None => {
+                index.insert(key, out.len());
+                out.push(ObjectProgram {
+                    symbol: format!("ktap{}_{}", out.len(), sanitize(&probe.name)),
+                    section: section_name(probe),
+                    probes: vec![i],
+                });
+            }
         }
     }
     out
@@ -248,28 +252,17 @@ fn map_ref(prog: &Program, insn: &Insn) -> Option<usize> {
     (index < prog.maps.len()).then_some(index)
 }
 
-fn same_type(a: &Event, b: &Event) -> bool {
-    matches!(
-        (a, b),
-        (Event::Tracepoint { .. }, Event::Tracepoint { .. })
-            | (Event::Profile { .. }, Event::Profile { .. })
-            | (
-                Event::Kprobe { ret: false, .. },
-                Event::Kprobe { ret: false, .. }
-            )
-            | (
-                Event::Kprobe { ret: true, .. },
-                Event::Kprobe { ret: true, .. }
-            )
-            | (
-                Event::Uprobe { ret: false, .. },
-                Event::Uprobe { ret: false, .. }
-            )
-            | (
-                Event::Uprobe { ret: true, .. },
-                Event::Uprobe { ret: true, .. }
-            )
-    )
+/// Which kind of program the kernel loads for `event`: probes of one kind with the same
+/// instructions can share one program.
+fn prog_kind(event: &Event) -> u8 {
+    match event {
+        Event::Tracepoint { .. } => 0,
+        Event::Profile { .. } => 1,
+        Event::Kprobe { ret: false, .. } => 2,
+        Event::Kprobe { ret: true, .. } => 3,
+        Event::Uprobe { ret: false, .. } => 4,
+        Event::Uprobe { ret: true, .. } => 5,
+    }
 }
 
 fn section_name(probe: &Probe) -> String {
