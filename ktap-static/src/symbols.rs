@@ -45,7 +45,7 @@ impl Symbols {
             || prog
                 .events
                 .iter()
-                .any(|e| ["%pS", "%ps", "%pF", "%pf", "%pB"].iter().any(|c| e.print_fmt.contains(c)));
+                .any(|e| ktap_fmt::argstr::names_kernel_functions(&e.print_fmt));
         let kernel = (stacks || pointers)
             .then(|| std::fs::read_to_string("/proc/kallsyms").ok())
             .flatten()

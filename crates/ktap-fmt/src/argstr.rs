@@ -28,6 +28,24 @@ pub fn render(format: &TpFormat, record: &[u8], endian: Endian) -> String {
     Renderer::new(format).render(record, endian)
 }
 
+/// The kernel's conversions that print a kernel text address by name (after the `%`), and
+/// whether each adds the offset into the function (`%pS`: `ksys_read+0x6c`) or not (`%ps`).
+const SYMBOL_CONVERSIONS: [(&str, bool); 5] = [
+    ("pS", true),
+    ("pF", true),
+    ("pB", true),
+    ("ps", false),
+    ("pf", false),
+];
+
+/// Whether rendering an event with this `print fmt` names kernel functions, and so needs
+/// kallsyms.
+pub fn names_kernel_functions(print_fmt: &str) -> bool {
+    SYMBOL_CONVERSIONS
+        .iter()
+        .any(|(c, _)| print_fmt.contains(&format!("%{c}")))
+}
+
 /// One event's rendering, prepared once: `print fmt` parsed, or the reason it is not used.
 #[derive(Clone, Debug)]
 pub struct Renderer {
@@ -800,11 +818,12 @@ fn parse_print_fmt(text: &str, fields: &[TpField]) -> Option<Vec<Part>> {
             i += 1;
             continue;
         }
-        let symbol = match fmt.get(i..i + 2) {
-            Some(b"pS" | b"pF" | b"pB") => Some(true),
-            Some(b"ps" | b"pf") => Some(false),
-            _ => None,
-        };
+        let symbol = fmt.get(i..i + 2).and_then(|c| {
+            SYMBOL_CONVERSIONS
+                .iter()
+                .find(|(t, _)| t.as_bytes() == c)
+                .map(|&(_, offset)| offset)
+        });
         let conv = match symbol {
             Some(_) => {
                 i += 2;

@@ -4747,7 +4747,6 @@ impl<'s, 'a> FnLower<'s, 'a> {
             array_len: None,
         }];
         let mut values = Vec::new();
-        let mut args = Vec::new();
         let add = |fields: &mut Vec<TpField>, name: &str, size: u32, signed: bool, chars| {
             let offset = fields.last().map_or(0, |f| f.offset + f.size);
             fields.push(TpField {
@@ -4776,24 +4775,21 @@ impl<'s, 'a> FnLower<'s, 'a> {
         if let Some(name) = ip {
             add(&mut fields, name, 8, false, false);
             values.push((Val::Num(self.ctx_slot(regs.ip())), ValueType::Int));
-            args.push(format!("REC->{name}"));
         }
         let mut text = head;
-        let first = if ret { 2 } else { 1 };
-        for (i, f) in site.fetch().iter().enumerate() {
+        for f in site.fetch() {
             let ty = fetch_ty(f, self.g.str_cap);
-            let v = self.site_arg(site, first + i as u32, ty, span)?;
+            let v = self.fetch_value(site, f, ty, span)?;
             // The kernel's fetch types print as: unsigned in decimal, signed in decimal, the
             // default (the word, `x64` or `x32`) in hex, strings quoted.
-            let conv = match f.ty.as_deref() {
+            let (conv, signed) = match f.ty.as_deref() {
                 // Escaped: this goes inside the C string of the `print fmt` line.
-                Some("string") => "\\\"%s\\\"",
-                Some(t) if t.starts_with('u') => "%llu",
-                Some(t) if t.starts_with('s') => "%lld",
-                _ => "0x%llx",
+                Some("string") => ("\\\"%s\\\"", false),
+                Some(t) if t.starts_with('u') => ("%llu", false),
+                Some(t) if t.starts_with('s') => ("%lld", true),
+                _ => ("0x%llx", false),
             };
             text.push_str(&format!(" {}={conv}", f.name));
-            args.push(format!("REC->{}", f.name));
             match ty {
                 Ty::Str(cap) => {
                     let cap = round8(cap);
@@ -4801,16 +4797,15 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     values.push((v, ValueType::Str(cap)));
                 }
                 _ => {
-                    let signed = f.ty.as_deref().is_some_and(|t| t.starts_with('s'));
                     add(&mut fields, &f.name, 8, signed, false);
                     values.push((v, ValueType::Int));
                 }
             }
         }
+        // Every field after the common one, in order, is one argument of the format.
         let mut print_fmt = format!("\"{text}\"");
-        for a in &args {
-            print_fmt.push_str(", ");
-            print_fmt.push_str(a);
+        for f in &fields[1..] {
+            print_fmt.push_str(&format!(", REC->{}", f.name));
         }
         let format = TpFormat {
             category: if kprobe { "kprobes" } else { "uprobes" }.into(),

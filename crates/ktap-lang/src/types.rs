@@ -290,22 +290,13 @@ pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
     }
 }
 
-/// The kernel functions a kprobe's symbol names. A glob expands over kallsyms, without the
-/// kprobe blacklist. A plain name is taken as it is: reading kallsyms costs the kernel tens of
-/// milliseconds (a second on a slow board), and the kernel checks the name when the probe is
-/// attached; [`kprobe_symbol_problem`] then says what was wrong with it.
 /// The kernel functions `trace ftrace:function /ip==GLOB/` probes: ktap's function-tracer
 /// form is kprobes on the functions the filter names (every function without one), so the
 /// filter picks functions rather than testing events, and is the block's only event's.
-fn ftrace_glob(tr: &Trace, tracer: &str) -> Result<String, (Span, String)> {
-    let ev = tr
-        .events
-        .iter()
-        .find(|e| matches!(e.kind, EventKind::Ftrace { .. }))
-        .expect("an ftrace event");
+fn ftrace_glob(tr: &Trace, span: Span, tracer: &str) -> Result<String, (Span, String)> {
     if tracer != "function" {
         return Err((
-            ev.span,
+            span,
             format!("`ftrace:{tracer}` is not a tracer ktap has: only `ftrace:function` is"),
         ));
     }
@@ -337,6 +328,10 @@ fn is_pattern(symbol: &str) -> bool {
     symbol.contains(['*', '?'])
 }
 
+/// The kernel functions a kprobe's symbol names. A glob expands over kallsyms, without the
+/// kprobe blacklist. A plain name is taken as it is: reading kallsyms costs the kernel tens of
+/// milliseconds (a second on a slow board), and the kernel checks the name when the probe is
+/// attached; [`kprobe_symbol_problem`] then says what was wrong with it.
 fn kprobe_symbols(kernel: &dyn Kernel, symbol: &str) -> Result<Vec<String>, String> {
     if !is_pattern(symbol) {
         return Ok(vec![symbol.to_string()]);
@@ -953,6 +948,8 @@ impl<'l> Checker<'l> {
                         Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                     },
                     EventKind::Uprobe { path, target, ret } => {
+                        let pattern =
+                            matches!(target, UprobeTarget::Symbol { name, .. } if is_pattern(name));
                         match uprobe_sites(kernel, path, target) {
                             Ok(sites) => {
                                 others.extend(sites.into_iter().map(|(symbol, offset)| {
@@ -962,7 +959,7 @@ impl<'l> Checker<'l> {
                                         offset,
                                         ret: *ret,
                                         fetch: ev.fetch_args.clone(),
-                                        pattern: matches!(target, UprobeTarget::Symbol { name, .. } if is_pattern(name)),
+                                        pattern,
                                     }
                                 }))
                             }
@@ -973,7 +970,7 @@ impl<'l> Checker<'l> {
                         Ok(sites) => others.extend(sites),
                         Err(m) => self.errors.push(Diagnostic::error(ev.span, m)),
                     },
-                    EventKind::Ftrace { tracer } => match ftrace_glob(tr, tracer) {
+                    EventKind::Ftrace { tracer } => match ftrace_glob(tr, ev.span, tracer) {
                         Ok(glob) => match kprobe_symbols(kernel, &glob) {
                             Ok(syms) => {
                                 others.extend(syms.into_iter().map(|s| ProbeSite::Kprobe {
