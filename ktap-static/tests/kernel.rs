@@ -854,6 +854,47 @@ fn uprobes_count_calls_and_read_arguments() {
     assert_nothing_left(&se);
 }
 
+/// A filter on a uprobe tests its fields in the program: `argN` by the calling convention, a
+/// fetch-arg unsigned unless typed signed, a string fetch-arg by its text.
+#[test]
+fn uprobe_filters_test_fetch_args_and_arguments() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let script = format!(
+        "var n = {{}}\n\
+         trace probe:{LIBC}:syscall /arg1 == 110 && common_pid != 1/ {{ n[\"arg1\"] += 1 }}\n\
+         trace probe:{LIBC}:syscall nr=%di /nr < 0/ {{ n[\"unsigned\"] += 1 }}\n\
+         trace probe:{LIBC}:syscall nr=%di:s64 /nr > 109 && nr < 111/ {{ n[\"signed\"] += 1 }}\n\
+         trace probe:{LIBC}:openat path=+0(%si):string /path ~ \"/etc/host*\"/ {{ n[\"path\"] += 1 }}\n\
+         trace_end {{ print(n[\"arg1\"], n[\"unsigned\"], n[\"signed\"], n[\"path\"]) }}"
+    );
+    let out = run(&[
+        "-q",
+        "-e",
+        &script,
+        "--",
+        w.to_str().unwrap(),
+        "getppid",
+        "37",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so, "37\t0\t37\t0\n");
+    let out = run(&[
+        "-q",
+        "-e",
+        &script,
+        "--",
+        w.to_str().unwrap(),
+        "open",
+        "/etc/hostname",
+        "2",
+    ]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so, "0\t0\t0\t2\n");
+}
+
 #[test]
 fn uretprobes_and_fetch_args() {
     let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());

@@ -11,7 +11,8 @@ use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::ir::{Arg, Base, Inst, IrFunc, Label, Opnd, VReg};
 use crate::types::{
-    const_int, fetch_ty, Binding, BuiltinVar, Limits, Mode, ProbeSite, TaskRead, Ty, Typed,
+    const_int, fetch_ty, site_filter_field, Binding, BuiltinVar, Limits, Mode, ProbeSite,
+    SiteField, TaskRead, Ty, Typed,
 };
 use ktap_bpf::arch::{self, ArgLoc, CallKind, RegSlot};
 use ktap_bpf::helpers as h;
@@ -227,6 +228,12 @@ pub fn lower(
                         None,
                     );
                 }
+                // `ftrace:function`'s filter chose the functions probed: it tests no event.
+                let ftrace = tr
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.kind, EventKind::Ftrace { .. }));
+                let site_filter = filter.filter(|_| !ftrace);
                 for site in &info.others {
                     run(
                         &mut g,
@@ -235,7 +242,7 @@ pub fn lower(
                         &stmts,
                         tr.span,
                         None,
-                        None,
+                        site_filter,
                         Some(site),
                     );
                 }
@@ -1985,6 +1992,33 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 span,
             } => {
                 self.span = *span;
+                let cmp = FilterCmp {
+                    op: *op,
+                    when,
+                    target,
+                };
+                if field.name == "common_pid" {
+                    // The record's pid is the thread's id.
+                    let r = self.f.new_reg();
+                    self.push(Inst::Call {
+                        helper: h::GET_CURRENT_PID_TGID,
+                        args: vec![],
+                        dst: Some(r),
+                    });
+                    self.push(Inst::Alu {
+                        op: BPF_AND,
+                        dst: r,
+                        src: Opnd::Imm(-1),
+                        w32: true,
+                    });
+                    let FilterValue::Num(n) = value else {
+                        return Err(self.err(*span, "internal: filter on common_pid"));
+                    };
+                    return self.filter_num(Opnd::V(r), *n, true, cmp);
+                }
+                if let Some(site) = self.site {
+                    return self.site_filter(site, &field.name, value, cmp, *span);
+                }
                 self.g.field_uses.push(FieldUse::Named(field.name.clone()));
                 let tp = self
                     .event
@@ -1992,67 +2026,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                     .map(|f| self.record_field(f));
                 match value {
                     FilterValue::Num(n) => {
-                        let v = if field.name == "common_pid" {
-                            // The record's pid is the thread's id.
-                            let r = self.f.new_reg();
-                            self.push(Inst::Call {
-                                helper: h::GET_CURRENT_PID_TGID,
-                                args: vec![],
-                                dst: Some(r),
-                            });
-                            self.push(Inst::Alu {
-                                op: BPF_AND,
-                                dst: r,
-                                src: Opnd::Imm(-1),
-                                w32: true,
-                            });
-                            Opnd::V(r)
-                        } else {
-                            match self.tp_field(tp.as_ref(), Ty::Num, *span)? {
-                                Val::Num(o) => o,
-                                _ => Opnd::Imm(0),
-                            }
+                        let v = match self.tp_field(tp.as_ref(), Ty::Num, *span)? {
+                            Val::Num(o) => o,
+                            _ => Opnd::Imm(0),
                         };
-                        let a = self.reg(v);
-                        let b = self.konst(*n);
-                        if *op == FilterOp::BitAnd {
-                            let t = self.f.new_reg();
-                            self.push(Inst::Mov {
-                                dst: t,
-                                src: Opnd::V(a),
-                            });
-                            self.push(Inst::Alu {
-                                op: BPF_AND,
-                                dst: t,
-                                src: b,
-                                w32: false,
-                            });
-                            self.push(Inst::Jmp {
-                                op: if when { BPF_JNE } else { BPF_JEQ },
-                                a: t,
-                                b: Opnd::Imm(0),
-                                target,
-                            });
-                            return Ok(());
-                        }
-                        let mut j = match op {
-                            FilterOp::Eq => BPF_JEQ,
-                            FilterOp::Ne => BPF_JNE,
-                            FilterOp::Lt => BPF_JSLT,
-                            FilterOp::Le => BPF_JSLE,
-                            FilterOp::Gt => BPF_JSGT,
-                            _ => BPF_JSGE,
-                        };
-                        if !when {
-                            j = negate(j);
-                        }
-                        self.push(Inst::Jmp {
-                            op: j,
-                            a,
-                            b,
-                            target,
-                        });
-                        Ok(())
+                        self.filter_num(v, *n, true, cmp)
                     }
                     FilterValue::Str(text) => {
                         let cap = round8(self.g.str_cap);
@@ -2086,52 +2064,154 @@ impl<'s, 'a> FnLower<'s, 'a> {
                                 Val::Str { off, size: 8 }
                             }
                         };
-                        let Val::Str { off, size } = sv else {
-                            return Err(self.err(*span, "internal: filter string"));
-                        };
-                        let bytes = text.as_bytes();
-                        let (prefix, exact) = match (op, bytes.strip_suffix(b"*")) {
-                            (FilterOp::Glob, Some(p)) => (p, false),
-                            _ => (bytes, true),
-                        };
-                        // Compare byte by byte: equal means every prefix byte matches and,
-                        // for an exact match, a NUL follows.
-                        let want_eq = !matches!(op, FilterOp::Ne);
-                        let (differ, same) = (self.f.new_label(), self.f.new_label());
-                        let b = self.f.new_reg();
-                        let n = prefix.len().min(size as usize - 1);
-                        let mut check = prefix[..n].to_vec();
-                        if exact {
-                            check.push(0);
-                        }
-                        for (i, c) in check.iter().enumerate().take(size as usize) {
-                            self.push(Inst::Load {
-                                size: BPF_B,
-                                dst: b,
-                                base: Base::Fp,
-                                off: off + i as i16,
-                            });
-                            self.push(Inst::Jmp {
-                                op: BPF_JNE,
-                                a: b,
-                                b: Opnd::Imm(i32::from(*c)),
-                                target: differ,
-                            });
-                        }
-                        if want_eq == when {
-                            self.push(Inst::Ja { target });
-                            self.push(Inst::Label(differ));
-                        } else {
-                            self.push(Inst::Ja { target: same });
-                            self.push(Inst::Label(differ));
-                            self.push(Inst::Ja { target });
-                        }
-                        self.push(Inst::Label(same));
-                        Ok(())
+                        self.filter_str(sv, text, cmp, *span)
                     }
                 }
             }
         }
+    }
+
+    /// A filter's comparison at a kprobe or uprobe: its field is a fetch-arg or `argN`
+    /// ([`site_filter_field`]), read as the block would read it. Unsigned fetch-args (the
+    /// kernel's default type among them) compare unsigned, as the kernel's filter would.
+    fn site_filter(
+        &mut self,
+        site: &ProbeSite,
+        name: &str,
+        value: &FilterValue,
+        cmp: FilterCmp,
+        span: Span,
+    ) -> R<()> {
+        let field = site_filter_field(site, name);
+        match value {
+            FilterValue::Num(n) => {
+                let (v, signed) = match field {
+                    Some(SiteField::Fetch(f)) => {
+                        let signed = f.ty.as_deref().is_some_and(|t| t.starts_with('s'));
+                        (self.fetch_value(site, f, Ty::Num, span)?, signed)
+                    }
+                    Some(SiteField::Arg(i)) => (self.site_arg(site, i, Ty::Num, span)?, true),
+                    // Another event of the block has the field, this one not: as at a
+                    // tracepoint without it, the value is 0.
+                    None => (Val::Num(Opnd::Imm(0)), true),
+                };
+                let Val::Num(v) = v else {
+                    return Err(self.err(span, "internal: a numeric filter field"));
+                };
+                self.filter_num(v, *n, signed, cmp)
+            }
+            FilterValue::Str(text) => {
+                let sv = match field {
+                    Some(SiteField::Fetch(f)) => {
+                        let ty = fetch_ty(f, self.g.str_cap);
+                        self.fetch_value(site, f, ty, span)?
+                    }
+                    _ => {
+                        let off = self.alloc(8, span)?;
+                        self.zero_buf(off, 8);
+                        Val::Str { off, size: 8 }
+                    }
+                };
+                self.filter_str(sv, text, cmp, span)
+            }
+        }
+    }
+
+    /// Jumps to `cmp.target` when `v OP n` equals `cmp.when`.
+    fn filter_num(&mut self, v: Opnd, n: i64, signed: bool, cmp: FilterCmp) -> R<()> {
+        let FilterCmp { op, when, target } = cmp;
+        let a = self.reg(v);
+        let b = self.konst(n);
+        if op == FilterOp::BitAnd {
+            let t = self.f.new_reg();
+            self.push(Inst::Mov {
+                dst: t,
+                src: Opnd::V(a),
+            });
+            self.push(Inst::Alu {
+                op: BPF_AND,
+                dst: t,
+                src: b,
+                w32: false,
+            });
+            self.push(Inst::Jmp {
+                op: if when { BPF_JNE } else { BPF_JEQ },
+                a: t,
+                b: Opnd::Imm(0),
+                target,
+            });
+            return Ok(());
+        }
+        let mut j = match (op, signed) {
+            (FilterOp::Eq, _) => BPF_JEQ,
+            (FilterOp::Ne, _) => BPF_JNE,
+            (FilterOp::Lt, true) => BPF_JSLT,
+            (FilterOp::Le, true) => BPF_JSLE,
+            (FilterOp::Gt, true) => BPF_JSGT,
+            (_, true) => BPF_JSGE,
+            (FilterOp::Lt, false) => BPF_JLT,
+            (FilterOp::Le, false) => BPF_JLE,
+            (FilterOp::Gt, false) => BPF_JGT,
+            (_, false) => BPF_JGE,
+        };
+        if !when {
+            j = negate(j);
+        }
+        self.push(Inst::Jmp {
+            op: j,
+            a,
+            b,
+            target,
+        });
+        Ok(())
+    }
+
+    /// Jumps to `cmp.target` when the string `sv` compared with `text` (`==`, `!=`, or `~`
+    /// with `text` or `prefix*`) equals `cmp.when`.
+    fn filter_str(&mut self, sv: Val, text: &str, cmp: FilterCmp, span: Span) -> R<()> {
+        let FilterCmp { op, when, target } = cmp;
+        let Val::Str { off, size } = sv else {
+            return Err(self.err(span, "internal: filter string"));
+        };
+        let bytes = text.as_bytes();
+        let (prefix, exact) = match (op, bytes.strip_suffix(b"*")) {
+            (FilterOp::Glob, Some(p)) => (p, false),
+            _ => (bytes, true),
+        };
+        // Compare byte by byte: equal means every prefix byte matches and, for an exact
+        // match, a NUL follows.
+        let want_eq = !matches!(op, FilterOp::Ne);
+        let (differ, same) = (self.f.new_label(), self.f.new_label());
+        let b = self.f.new_reg();
+        let n = prefix.len().min(size as usize - 1);
+        let mut check = prefix[..n].to_vec();
+        if exact {
+            check.push(0);
+        }
+        for (i, c) in check.iter().enumerate().take(size as usize) {
+            self.push(Inst::Load {
+                size: BPF_B,
+                dst: b,
+                base: Base::Fp,
+                off: off + i as i16,
+            });
+            self.push(Inst::Jmp {
+                op: BPF_JNE,
+                a: b,
+                b: Opnd::Imm(i32::from(*c)),
+                target: differ,
+            });
+        }
+        if want_eq == when {
+            self.push(Inst::Ja { target });
+            self.push(Inst::Label(differ));
+        } else {
+            self.push(Inst::Ja { target: same });
+            self.push(Inst::Label(differ));
+            self.push(Inst::Ja { target });
+        }
+        self.push(Inst::Label(same));
+        Ok(())
     }
 
     /// `map_lookup_elem(map, r10 + key)` into a new register: the value's address or 0.
@@ -3501,12 +3581,14 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 let a = self.reg(base);
                 let off = i32::try_from(*offset)
                     .map_err(|_| self.err(f.span, "this offset does not fit in 32 bits"))?;
-                self.push(Inst::Alu {
-                    op: BPF_ADD,
-                    dst: a,
-                    src: Opnd::Imm(off),
-                    w32: false,
-                });
+                if off != 0 {
+                    self.push(Inst::Alu {
+                        op: BPF_ADD,
+                        dst: a,
+                        src: Opnd::Imm(off),
+                        w32: false,
+                    });
+                }
                 Opnd::V(a)
             }
             FetchSpec::Stack(n) => {
@@ -5473,4 +5555,13 @@ fn negate(op: u8) -> u8 {
         BPF_JGT => BPF_JLE,
         _ => BPF_JGT,
     }
+}
+
+/// One comparison of an event filter: its operator, and where to jump when its truth equals
+/// `when`.
+#[derive(Clone, Copy, Debug)]
+struct FilterCmp {
+    op: FilterOp,
+    when: bool,
+    target: Label,
 }

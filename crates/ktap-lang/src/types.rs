@@ -282,6 +282,31 @@ impl ProbeSite {
     }
 }
 
+/// What a filter's field name means at a kprobe or uprobe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteField<'a> {
+    /// A fetch-arg of the event definition, by its name.
+    Fetch(&'a FetchArg),
+    /// `argN`, as the script reads it (see `FnLower::site_arg`).
+    Arg(u32),
+}
+
+/// The field `name` of a filter at `site`: a fetch-arg of that name first (the kernel's
+/// kprobe events have these fields), then `argN`, which reads the same fetch-arg or register
+/// as `argN` in the block would.
+pub fn site_filter_field<'a>(site: &'a ProbeSite, name: &str) -> Option<SiteField<'a>> {
+    if let Some(f) = site.fetch().iter().find(|f| f.name == name) {
+        return Some(SiteField::Fetch(f));
+    }
+    let n: u32 = name.strip_prefix("arg")?.parse().ok()?;
+    if n > 0 && !site.fetch().is_empty() && !(site.is_ret() && n == 1) {
+        return site.fetch_for_arg(n).map(SiteField::Fetch);
+    }
+    // arg0 is the probed address; the calling convention gives arguments up to arg6 or so
+    // on every target, which `site_arg` checks.
+    Some(SiteField::Arg(n))
+}
+
 /// The static type of a fetch-arg.
 pub fn fetch_ty(f: &FetchArg, str_cap: u32) -> Ty {
     match f.ty.as_deref() {
@@ -992,14 +1017,7 @@ impl<'l> Checker<'l> {
                 .iter()
                 .any(|e| matches!(e.kind, EventKind::Ftrace { .. }));
             if let Some(f) = tr.filter.as_ref().filter(|_| !ftrace) {
-                if others.is_empty() {
-                    self.check_filter(&f.expr, &events);
-                } else {
-                    self.errors.push(Diagnostic::error(
-                        f.span,
-                        "filters on kprobes and uprobes are not supported yet",
-                    ));
-                }
+                self.check_filter(&f.expr, &events, &others);
             }
             ktap_bpf::kernel::sort_events(&mut events);
             events.dedup_by(|a, b| a.category == b.category && a.name == b.name);
@@ -1022,13 +1040,15 @@ impl<'l> Checker<'l> {
     }
 
     /// An event filter names fields of these events and compares them with constants of
-    /// their kind; `~` takes a string field and a glob `text` or `prefix*`.
-    fn check_filter(&mut self, f: &FilterExpr, events: &[TpFormat]) {
+    /// their kind; `~` takes a string field and a glob `text` or `prefix*`. A kprobe's or
+    /// uprobe's fields are its fetch-args, as in the kernel's own kprobe and uprobe events,
+    /// and, since ktap scripts read them so, its `argN` ([`site_filter_field`]).
+    fn check_filter(&mut self, f: &FilterExpr, events: &[TpFormat], sites: &[ProbeSite]) {
         match f {
-            FilterExpr::Not(e) => self.check_filter(e, events),
+            FilterExpr::Not(e) => self.check_filter(e, events, sites),
             FilterExpr::And(a, b) | FilterExpr::Or(a, b) => {
-                self.check_filter(a, events);
-                self.check_filter(b, events);
+                self.check_filter(a, events, sites);
+                self.check_filter(b, events, sites);
             }
             FilterExpr::Cmp {
                 field, op, value, ..
@@ -1040,14 +1060,27 @@ impl<'l> Checker<'l> {
                         .iter()
                         .find_map(|ev| ev.field(&field.name))
                         .map(|f| f.is_string_pointer() || f.is_char_array())
+                        .or_else(|| {
+                            sites
+                                .iter()
+                                .find_map(|s| match site_filter_field(s, &field.name)? {
+                                    SiteField::Fetch(f) => Some(f.ty.as_deref() == Some("string")),
+                                    SiteField::Arg(_) => Some(false),
+                                })
+                        })
                 };
                 let Some(is_str) = is_str else {
-                    if events.is_empty() {
+                    if events.is_empty() && sites.is_empty() {
                         return;
                     }
                     let names: Vec<&str> = events
                         .iter()
                         .flat_map(|ev| ev.fields.iter().map(|f| f.name.as_str()))
+                        .chain(
+                            sites
+                                .iter()
+                                .flat_map(|s| s.fetch().iter().map(|f| f.name.as_str())),
+                        )
                         .collect();
                     let near = suggest(&field.name, names.into_iter());
                     let mut msg = format!("no event here has a field `{}`", field.name);
