@@ -854,6 +854,22 @@ fn uprobes_count_calls_and_read_arguments() {
     assert_nothing_left(&se);
 }
 
+/// A table that probes only add to is per CPU: counts from workloads on two CPUs at once add
+/// up exactly, in `trace_end`, in the table's dump, and after `trace_end` adds to it.
+#[test]
+fn per_cpu_tables_sum_every_cpus_count() {
+    let _k = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = workload();
+    let w = w.to_str().unwrap();
+    let script = "var s = {} trace syscalls:sys_enter_getppid { s[execname] += 1; if (execname == \"ktap-workload\") { s[\"two\"] += 2 } } \
+                  trace_end { print(s[\"ktap-workload\"], s[\"two\"]); s[\"two\"] += 1; print(s[\"two\"]) }";
+    let both = format!("taskset -c 0 {w} getppid 50000 & taskset -c 1 {w} getppid 50000; wait");
+    let out = run(&["-q", "-e", script, "--", "sh", "-c", &both]);
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{so}\n{se}");
+    assert_eq!(so, "100000\t200000\n200001\n");
+}
+
 /// A filter on a uprobe tests its fields in the program: `argN` by the calling convention, a
 /// fetch-arg unsigned unless typed signed, a string fetch-arg by its text.
 #[test]

@@ -248,7 +248,8 @@ pub enum MapKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MapRole {
-    /// A script table.
+    /// A script table: a hash, or a per-CPU hash of numbers when probes only add to it
+    /// (`t[k] += n`); readers of that one sum the CPUs' values ([`sum_cpus`]).
     Table,
     /// The script's global variables, one array entry laid out by the compiler.
     Globals,
@@ -269,6 +270,23 @@ pub enum MapRole {
     /// call's number less the ABI's base, each value the call's event name (what `probename`
     /// gives), empty for the calls it does not trace. Its entries are in [`MapDef::init`].
     SyscallNames,
+}
+
+/// The value of a per-CPU table entry as readers see it: the 64-bit numbers of every CPU
+/// (one at each multiple of `stride` in `per_cpu`), in byte order `e`, added up.
+pub fn sum_cpus(per_cpu: &[u8], stride: usize, e: Endian) -> [u8; 8] {
+    let total = per_cpu
+        .chunks(stride.max(1))
+        .filter_map(|cpu| cpu.first_chunk::<8>())
+        .map(|b| match e {
+            Endian::Little => i64::from_le_bytes(*b),
+            Endian::Big => i64::from_be_bytes(*b),
+        })
+        .fold(0i64, i64::wrapping_add);
+    match e {
+        Endian::Little => total.to_le_bytes(),
+        Endian::Big => total.to_be_bytes(),
+    }
 }
 
 /// The value layout of aggregation maps, and merging the values of several CPUs.

@@ -146,7 +146,7 @@ pub fn lower(
     target: ktap_bpf::Target,
     limits: &Limits,
 ) -> Result<Lowered, Vec<Diagnostic>> {
-    let mut g = Shared::new(typed, target, limits);
+    let mut g = Shared::new(typed, target, limits, &per_cpu_tables(script, typed));
     let mut blocks = Vec::new();
     let mut errors = Vec::new();
     let mut begin: Vec<&Stmt> = Vec::new();
@@ -465,10 +465,15 @@ struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn new(typed: &'a Typed, target: ktap_bpf::Target, limits: &Limits) -> Shared<'a> {
+    fn new(
+        typed: &'a Typed,
+        target: ktap_bpf::Target,
+        limits: &Limits,
+        per_cpu: &[bool],
+    ) -> Shared<'a> {
         let mut maps = Vec::new();
         let mut table_map = Vec::new();
-        for t in &typed.tables {
+        for (i, t) in typed.tables.iter().enumerate() {
             let key = match t.key.ty {
                 Ty::Unknown | Ty::Nil => Ty::Num,
                 k => k,
@@ -487,6 +492,11 @@ impl<'a> Shared<'a> {
                     MapRole::Aggregation,
                     agg::value_size(t.hist),
                 ),
+                // Probes only add to it: each CPU counts in its own slot, and readers sum
+                // the slots (see `per_cpu_tables`).
+                None if per_cpu.get(i).copied().unwrap_or(false) => {
+                    (MapKind::PercpuHash, MapRole::Table, value.size())
+                }
                 None => (MapKind::Hash, MapRole::Table, value.size()),
             };
             maps.push(MapDef {
@@ -1900,6 +1910,11 @@ impl<'s, 'a> FnLower<'s, 'a> {
                 };
                 let map = self.g.table_map[t as usize];
                 let kbuf = self.key(map, key)?;
+                if self.mode == Mode::Kernel
+                    && self.g.maps[map as usize].kind == MapKind::PercpuHash
+                {
+                    return self.add_per_cpu(t, map, kbuf, amount, target.span);
+                }
                 let amount = self.reg(amount);
                 // Hit: add in place, atomically. Miss: insert a zero (if another CPU inserted
                 // the key meanwhile, that fails harmlessly with EEXIST), look the entry up
@@ -1934,6 +1949,52 @@ impl<'s, 'a> FnLower<'s, 'a> {
             }
             _ => Err(self.err(target.span, "cannot add to this expression")),
         }
+    }
+
+    /// `t[k] += amount` into a per-CPU table (see `per_cpu_tables`). Hit: this CPU's slot,
+    /// which no other CPU writes, takes a plain load, add and store. Miss: the amount is
+    /// inserted as this CPU's value; if another CPU inserted the key meanwhile, `BPF_ANY`
+    /// still sets only this CPU's slot, which was 0, so nothing is lost either way.
+    fn add_per_cpu(&mut self, t: u32, map: u32, kbuf: i16, amount: Opnd, span: Span) -> R<()> {
+        let (hit, done) = (self.f.new_label(), self.f.new_label());
+        let p = self.lookup(map, kbuf);
+        self.push(Inst::Jmp {
+            op: BPF_JNE,
+            a: p,
+            b: Opnd::Imm(0),
+            target: hit,
+        });
+        let vbuf = self.alloc(8, span)?;
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::Fp,
+            off: vbuf,
+            src: amount,
+        });
+        self.update_counted(t, map, kbuf, Arg::Fp(vbuf), BPF_ANY, span)?;
+        self.push(Inst::Ja { target: done });
+        self.push(Inst::Label(hit));
+        let v = self.f.new_reg();
+        self.push(Inst::Load {
+            size: BPF_DW,
+            dst: v,
+            base: Base::V(p),
+            off: 0,
+        });
+        self.push(Inst::Alu {
+            op: BPF_ADD,
+            dst: v,
+            src: amount,
+            w32: false,
+        });
+        self.push(Inst::Store {
+            size: BPF_DW,
+            base: Base::V(p),
+            off: 0,
+            src: Opnd::V(v),
+        });
+        self.push(Inst::Label(done));
+        Ok(())
     }
 
     /// `*(u64 *)(base + off) += src`: atomic where the target's kernel can run it. The 32-bit ARM
@@ -5555,6 +5616,157 @@ fn negate(op: u8) -> u8 {
         BPF_JGT => BPF_JLE,
         _ => BPF_JGT,
     }
+}
+
+/// For each table, whether it is a per-CPU map: probes add numbers to its entries
+/// (`t[k] += n`) and do nothing else with it. Each CPU then adds to its own slot with a plain
+/// load, add and store, and a miss inserts the amount itself: no atomic instruction (the arm32
+/// JIT has none, so there the shared map's adds could race) and no second lookup. Readers (the
+/// userspace blocks, the printer) see the slots summed. Any other use in a probe, or in a
+/// function (whose body may be inlined into one), keeps the table one shared map, since a
+/// probe reading it must see every CPU's count.
+fn per_cpu_tables(script: &Script, typed: &Typed) -> Vec<bool> {
+    #[derive(Default)]
+    struct Uses {
+        added: Vec<bool>,
+        other: Vec<bool>,
+    }
+    fn table(typed: &Typed, e: &Expr) -> Option<usize> {
+        match typed.expr_ty.get(&e.id) {
+            Some(Ty::Table(t)) => Some(*t as usize),
+            _ => None,
+        }
+    }
+    fn expr(typed: &Typed, e: &Expr, u: &mut Uses) {
+        if let Some(t) = table(typed, e) {
+            if let Some(o) = u.other.get_mut(t) {
+                *o = true;
+            }
+        }
+        match &e.kind {
+            ExprKind::Index { obj, key } => {
+                expr(typed, obj, u);
+                expr(typed, key, u);
+            }
+            ExprKind::Field { obj, .. } => expr(typed, obj, u),
+            ExprKind::Call { callee, args } => {
+                expr(typed, callee, u);
+                args.iter().for_each(|a| expr(typed, a, u));
+            }
+            ExprKind::Binary { lhs, rhs, .. } => {
+                expr(typed, lhs, u);
+                expr(typed, rhs, u);
+            }
+            ExprKind::Unary { expr: x, .. } => expr(typed, x, u),
+            ExprKind::Table(items) => {
+                for item in items {
+                    match item {
+                        TableItem::Positional(v) | TableItem::Named(_, v) => expr(typed, v, u),
+                        TableItem::Keyed(k, v) => {
+                            expr(typed, k, u);
+                            expr(typed, v, u);
+                        }
+                    }
+                }
+            }
+            ExprKind::Nil
+            | ExprKind::Bool(_)
+            | ExprKind::Number(_)
+            | ExprKind::Str(_)
+            | ExprKind::Name(_) => {}
+        }
+    }
+    fn block(typed: &Typed, b: &Block, u: &mut Uses) {
+        b.stmts.iter().for_each(|s| stmt(typed, s, u));
+    }
+    fn stmt(typed: &Typed, s: &Stmt, u: &mut Uses) {
+        match &s.kind {
+            StmtKind::AddAssign { target, value } => {
+                if let ExprKind::Index { obj, key } = &target.kind {
+                    let t = table(typed, obj).filter(|_| matches!(obj.kind, ExprKind::Name(_)));
+                    if let Some(added) = t.and_then(|t| u.added.get_mut(t)) {
+                        *added = true;
+                        expr(typed, key, u);
+                        expr(typed, value, u);
+                        return;
+                    }
+                }
+                expr(typed, target, u);
+                expr(typed, value, u);
+            }
+            StmtKind::Var { values, .. } => values.iter().for_each(|v| expr(typed, v, u)),
+            StmtKind::Assign { targets, values } => {
+                targets.iter().chain(values).for_each(|e| expr(typed, e, u));
+            }
+            StmtKind::Aggregate { target, value } => {
+                expr(typed, target, u);
+                expr(typed, value, u);
+            }
+            StmtKind::Expr(e) => expr(typed, e, u),
+            StmtKind::If { arms, otherwise } => {
+                for (c, b) in arms {
+                    expr(typed, c, u);
+                    block(typed, b, u);
+                }
+                if let Some(b) = otherwise {
+                    block(typed, b, u);
+                }
+            }
+            StmtKind::While { cond, body } | StmtKind::Repeat { body, cond } => {
+                expr(typed, cond, u);
+                block(typed, body, u);
+            }
+            StmtKind::ForNum {
+                start,
+                end,
+                step,
+                body,
+                ..
+            } => {
+                expr(typed, start, u);
+                expr(typed, end, u);
+                if let Some(st) = step {
+                    expr(typed, st, u);
+                }
+                block(typed, body, u);
+            }
+            StmtKind::ForIn { iter, body, .. } => {
+                expr(typed, iter, u);
+                block(typed, body, u);
+            }
+            StmtKind::Return(e) => {
+                if let Some(e) = e {
+                    expr(typed, e, u);
+                }
+            }
+            StmtKind::Function(f) => block(typed, &f.body, u),
+            StmtKind::Break => {}
+        }
+    }
+    let n = typed.tables.len();
+    let mut u = Uses {
+        added: vec![false; n],
+        other: vec![false; n],
+    };
+    for item in &script.items {
+        match item {
+            Item::Trace(tr) => block(typed, &tr.body, &mut u),
+            Item::Profile { body, .. } => block(typed, body, &mut u),
+            Item::Stmt(
+                s @ Stmt {
+                    kind: StmtKind::Function(_),
+                    ..
+                },
+            ) => stmt(typed, s, &mut u),
+            Item::Stmt(_) | Item::TraceEnd { .. } | Item::Tick { .. } => {}
+        }
+    }
+    (0..n)
+        .map(|t| {
+            let numbers = matches!(typed.tables[t].value.ty, Ty::Num | Ty::Unknown | Ty::Nil);
+            u.added[t] && !u.other[t] && numbers && typed.tables[t].agg.is_none()
+        })
+        .collect()
 }
 
 /// One comparison of an event filter: its operator, and where to jump when its truth equals

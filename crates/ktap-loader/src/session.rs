@@ -47,9 +47,28 @@ struct MapSlot {
     max_entries: u32,
     /// `None` for the output map, which belongs to the perf buffers.
     data: Option<MapData>,
-    /// For aggregations, the size of one value: lookups return the CPUs' values merged into
+    /// For aggregations and per-CPU tables: lookups return the CPUs' values merged into
     /// one, and updates store the value as CPU 0's share.
-    merged: Option<usize>,
+    merged: Option<Merge>,
+}
+
+/// How the CPUs' values of a per-CPU map are read as one.
+#[derive(Clone, Copy, Debug)]
+enum Merge {
+    /// An aggregation's values of this many bytes: [`ktap_bpf::agg::merge`].
+    Aggregation(usize),
+    /// A table's numbers, added up: [`ktap_bpf::sum_cpus`].
+    Sum,
+}
+
+impl Merge {
+    /// Bytes of the merged value.
+    fn size(self) -> usize {
+        match self {
+            Merge::Aggregation(size) => size,
+            Merge::Sum => 8,
+        }
+    }
 }
 
 /// A kernel attachment (an aya link), held only so that dropping it detaches.
@@ -159,7 +178,11 @@ pub fn load(prog: &Program, opts: &LoadOptions) -> Result<Session, LoadError> {
             value_len,
             max_entries,
             data,
-            merged: (def.role == MapRole::Aggregation).then_some(def.value_size as usize),
+            merged: match (def.role, def.kind) {
+                (MapRole::Aggregation, _) => Some(Merge::Aggregation(def.value_size as usize)),
+                (MapRole::Table, MapKind::PercpuHash) => Some(Merge::Sum),
+                _ => None,
+            },
         });
     }
 
@@ -480,7 +503,7 @@ impl Session {
     pub fn value_len(&self, map: u32) -> Option<usize> {
         self.maps
             .get(map as usize)
-            .map(|m| m.merged.unwrap_or(m.value_len))
+            .map(|m| m.merged.map_or(m.value_len, Merge::size))
     }
 
     fn slot(&self, map: u32) -> Result<(&MapSlot, &MapData), LoadError> {
@@ -526,9 +549,11 @@ impl Session {
         let mut value = vec![0; slot.value_len];
         match maps::lookup(data.fd().as_fd(), key, &mut value) {
             Ok(true) => Ok(Some(match slot.merged {
-                Some(size) => {
+                Some(Merge::Aggregation(size)) => {
                     ktap_bpf::agg::merge(&value, size, size.next_multiple_of(8), Endian::host())
                 }
+                // A table's values are 8-byte numbers, so each CPU's is 8 bytes apart.
+                Some(Merge::Sum) => ktap_bpf::sum_cpus(&value, 8, Endian::host()).to_vec(),
                 None => value,
             })),
             Ok(false) => Ok(None),
@@ -543,7 +568,7 @@ impl Session {
         let (slot, data) = self.slot(map)?;
         Self::check_len(slot, "key", key.len(), slot.key_size)?;
         let spread;
-        let value = match slot.merged {
+        let value = match slot.merged.map(Merge::size) {
             Some(size) => {
                 Self::check_len(slot, "value", value.len(), size)?;
                 let mut all = vec![0; slot.value_len];

@@ -10,8 +10,9 @@ use std::fmt;
 /// with a message rather than misread. Version 2 added `argstr`'s event layouts, `-C`'s
 /// profile CPU, and the address, time and `argstr` value types; version 3 maps' initial
 /// entries (the calls a probe on `raw_syscalls` stands for); version 4 marks the probes a
-/// pattern produced (`Probe::optional`).
-pub const FORMAT_VERSION: u16 = 4;
+/// pattern produced (`Probe::optional`); version 5 has per-CPU tables, whose readers sum the
+/// CPUs' values (an older reader would print one CPU's raw slots).
+pub const FORMAT_VERSION: u16 = 5;
 
 const HEADER: usize = 24;
 
@@ -327,7 +328,7 @@ mod tests {
         v[8] = 9;
         assert_eq!(
             peek(Kind::Object, &v).unwrap_err().to_string(),
-            "compiled ktap object of format version 9; this ktap reads version 4: write it again with this ktap"
+            "compiled ktap object of format version 9; this ktap reads version 5: write it again with this ktap"
         );
         let mut bad = good.clone();
         bad[10] = 1; // x86_64, with mips' byte order: no such target
