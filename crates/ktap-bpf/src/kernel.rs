@@ -206,6 +206,12 @@ pub trait Kernel {
     fn btf(&self) -> Option<Vec<u8>> {
         None
     }
+    /// The release (`uname -r`) of the kernel the program will run on, when that is certain:
+    /// only the running kernel says, so that a program compiled for another machine assumes
+    /// nothing of its helpers.
+    fn release(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Glob match with `*` (any run) and `?` (one character), as tracefs patterns use them.

@@ -3356,11 +3356,13 @@ impl<'s, 'a> FnLower<'s, 'a> {
         match v {
             BuiltinVar::Execname => {
                 let off = self.alloc(16, e.span)?;
-                // Older kernels (6.1 among them) copy the name with strscpy and leave the bytes after
-                // its NUL as they were: uncleared, they make keys and comparisons differ from
-                // call to call (seen on 6.1 boards with the JIT on, whose stack is not reused
-                // the way the interpreter's is).
-                self.zero_buf(off, 16);
+                // Kernels 6.0 to 6.3 (6.1 among them) copy the name with strscpy and leave the
+                // bytes after its NUL as they were: uncleared, they make keys and comparisons
+                // differ from call to call (seen on 6.1 boards with the JIT on, whose stack is
+                // not reused the way the interpreter's is). The others pad with zeroes.
+                if !self.g.typed.comm_padded {
+                    self.zero_buf(off, 16);
+                }
                 self.push(Inst::Call {
                     helper: h::GET_CURRENT_COMM,
                     args: vec![Arg::Fp(off), Arg::Imm(16)],

@@ -583,6 +583,22 @@ pub struct Typed {
     pub runtime: HashSet<&'static str>,
     /// Where `in_iowait()` and `in_interrupt()` read the current task, from the kernel's BTF.
     pub task_reads: HashMap<&'static str, TaskRead>,
+    /// `bpf_get_current_comm` fills its whole buffer, zeroes after the name included, on the
+    /// kernel the program is for ([`comm_zero_padded`]), so `execname` needs no cleared buffer.
+    pub comm_padded: bool,
+}
+
+/// Whether `bpf_get_current_comm` zero-pads on kernel `release` (`uname -r`): it copied the
+/// name with `strncpy` (padding) until 5.19, with `strscpy` (no padding) in 6.0 to 6.3, and with
+/// `strscpy_pad` from 6.4 on. A release that does not parse is taken not to pad.
+pub fn comm_zero_padded(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) < (6, 0) || (major, minor) >= (6, 4),
+        _ => false,
+    }
 }
 
 /// A read of the current `task_struct` that a task built-in compiles to.
@@ -745,6 +761,7 @@ pub fn check(
             stack_depth: 0,
             runtime: HashSet::new(),
             task_reads: HashMap::new(),
+            comm_padded: kernel.release().is_some_and(|r| comm_zero_padded(&r)),
         },
         limits,
         kernel,
@@ -2765,4 +2782,27 @@ fn mentions(script: &Script, name: &dyn Fn(&str) -> bool) -> bool {
             block(body, name)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comm_zero_padded;
+
+    #[test]
+    fn comm_padding_follows_the_kernels_copy_function() {
+        for (release, padded) in [
+            ("5.10.0-30-amd64", true),
+            ("5.19.17", true),
+            ("6.0.2", false),
+            ("6.1.0-57-cloud-amd64", false),
+            ("6.3.13", false),
+            ("6.4.0", true),
+            ("6.18.44-fc-v1045", true),
+            ("7.0", true),
+            ("", false),
+            ("linux", false),
+        ] {
+            assert_eq!(comm_zero_padded(release), padded, "{release}");
+        }
+    }
 }

@@ -250,6 +250,12 @@ impl Kernel for TracefsKernel {
         fs::read_to_string("/proc/kallsyms").ok()
     }
 
+    fn release(&self) -> Option<String> {
+        fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|r| r.trim().to_string())
+    }
+
     fn btf(&self) -> Option<Vec<u8>> {
         fs::read("/sys/kernel/btf/vmlinux").ok()
     }

@@ -10,6 +10,8 @@ pub struct FixtureKernel {
     /// task's thread_info, and kallsyms lists it (with `data_symbols`).
     per_cpu_preempt: bool,
     data_symbols: bool,
+    /// The running kernel's release, for a case whose code depends on it.
+    release: Option<String>,
 }
 
 impl Default for FixtureKernel {
@@ -40,11 +42,13 @@ impl FixtureKernel {
             events,
             per_cpu_preempt: false,
             data_symbols: false,
+            release: None,
         }
     }
 
     /// The kernel a case's `# kernel: ...` line asks for: `per-cpu preempt count` (x86's
-    /// layout, its kallsyms listing data symbols) or `per-cpu preempt count, no data symbols`.
+    /// layout, its kallsyms listing data symbols), `per-cpu preempt count, no data symbols`,
+    /// or `release RELEASE` (the running kernel, of that `uname -r`).
     pub fn for_case(text: &str) -> FixtureKernel {
         let mut k = FixtureKernel::new();
         match text.lines().find_map(|l| l.strip_prefix("# kernel: ")) {
@@ -53,6 +57,9 @@ impl FixtureKernel {
                 k.data_symbols = true;
             }
             Some("per-cpu preempt count, no data symbols") => k.per_cpu_preempt = true,
+            Some(other) if other.starts_with("release ") => {
+                k.release = Some(other["release ".len()..].to_string());
+            }
             Some(other) => panic!("unknown fixture kernel `{other}`"),
             None => {}
         }
@@ -61,6 +68,9 @@ impl FixtureKernel {
 }
 
 impl Kernel for FixtureKernel {
+    fn release(&self) -> Option<String> {
+        self.release.clone()
+    }
     fn tracepoints(&self, category: &str, name: &str) -> Vec<(String, String)> {
         self.events
             .iter()
