@@ -1974,27 +1974,32 @@ impl<'s, 'a> FnLower<'s, 'a> {
         self.update_counted(t, map, kbuf, Arg::Fp(vbuf), BPF_ANY, span)?;
         self.push(Inst::Ja { target: done });
         self.push(Inst::Label(hit));
-        let v = self.f.new_reg();
+        self.load_add_store(p, 0, amount);
+        self.push(Inst::Label(done));
+        Ok(())
+    }
+
+    /// `*(u64 *)(base + off) += src` as a plain load, add and store.
+    fn load_add_store(&mut self, base: VReg, off: i16, src: Opnd) {
+        let t = self.f.new_reg();
         self.push(Inst::Load {
             size: BPF_DW,
-            dst: v,
-            base: Base::V(p),
-            off: 0,
+            dst: t,
+            base: Base::V(base),
+            off,
         });
         self.push(Inst::Alu {
             op: BPF_ADD,
-            dst: v,
-            src: amount,
+            dst: t,
+            src,
             w32: false,
         });
         self.push(Inst::Store {
             size: BPF_DW,
-            base: Base::V(p),
-            off: 0,
-            src: Opnd::V(v),
+            base: Base::V(base),
+            off,
+            src: Opnd::V(t),
         });
-        self.push(Inst::Label(done));
-        Ok(())
     }
 
     /// `*(u64 *)(base + off) += src`: atomic where the target's kernel can run it. The 32-bit ARM
@@ -2006,25 +2011,7 @@ impl<'s, 'a> FnLower<'s, 'a> {
             self.push(Inst::AtomicAdd { base, off, src });
             return;
         }
-        let t = self.f.new_reg();
-        self.push(Inst::Load {
-            size: BPF_DW,
-            dst: t,
-            base: Base::V(base),
-            off,
-        });
-        self.push(Inst::Alu {
-            op: BPF_ADD,
-            dst: t,
-            src: Opnd::V(src),
-            w32: false,
-        });
-        self.push(Inst::Store {
-            size: BPF_DW,
-            base: Base::V(base),
-            off,
-            src: Opnd::V(t),
-        });
+        self.load_add_store(base, off, Opnd::V(src));
     }
 
     /// Jumps to `target` when the event filter's truth equals `when` (the kernel's filter
