@@ -1103,6 +1103,12 @@ impl<'l> Checker<'l> {
                     let mut msg = format!("no event here has a field `{}`", field.name);
                     if let Some(n) = near.first() {
                         msg.push_str(&format!("; did you mean `{}`?", n));
+                    } else if events.is_empty() {
+                        // A kprobe's or uprobe's fields are only what its definition names.
+                        msg.push_str(
+                            "; a kprobe or uprobe filter names its fetch-args (`name=%reg`), \
+                             `argN` or `common_pid`",
+                        );
                     }
                     self.errors.push(Diagnostic::error(field.span, msg));
                     return;
